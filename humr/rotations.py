@@ -31,8 +31,10 @@ __all__ = [
 def _check_last(name: str, x: Tensor, shape: tuple[int, ...]) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, found {type(x).__name__}")
-    if tuple(x.shape[x.dim() - len(shape):]) != shape or x.dim() < len(shape):
-        raise ValueError(f"{name}: expected shape (..., {', '.join(map(str, shape))}), found {tuple(x.shape)}")
+    if tuple(x.shape[x.dim() - len(shape) :]) != shape or x.dim() < len(shape):
+        raise ValueError(
+            f"{name}: expected shape (..., {', '.join(map(str, shape))}), found {tuple(x.shape)}"
+        )
 
 
 def rot6d_to_matrix(rot6d: Tensor) -> Tensor:

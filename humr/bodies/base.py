@@ -35,33 +35,96 @@ __all__ = [
 
 #: The 22 articulated body joints of SMPL-X (and the first 22 of SMPL), root first.
 BODY_JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
 )
 #: Parent index of each of :data:`BODY_JOINT_NAMES` (-1 for the root).
 BODY_JOINT_PARENTS: tuple[int, ...] = (
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19,
+    -1,
+    0,
+    0,
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    9,
+    9,
+    12,
+    13,
+    14,
+    16,
+    17,
+    18,
+    19,
 )
 #: COCO-17 keypoints in the COCO order (nose first); prefixed so that e.g. the COCO shoulder
 #: (a detector's definition) is never confused with the kinematic shoulder joint.
 COCO17_NAMES: tuple[str, ...] = tuple(
     "coco_" + n
     for n in (
-        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-        "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-        "left_knee", "right_knee", "left_ankle", "right_ankle",
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
     )
 )
 #: SMPL's 24 joints: the 22 body joints plus the two hand joints.
 SMPL24_NAMES: tuple[str, ...] = BODY_JOINT_NAMES + ("left_hand", "right_hand")
 #: The H36M-14 evaluation joints (LSP order), regressed from mesh vertices.
 H36M14_NAMES: tuple[str, ...] = (
-    "h36m_right_ankle", "h36m_right_knee", "h36m_right_hip", "h36m_left_hip",
-    "h36m_left_knee", "h36m_left_ankle", "h36m_right_wrist", "h36m_right_elbow",
-    "h36m_right_shoulder", "h36m_left_shoulder", "h36m_left_elbow", "h36m_left_wrist",
-    "h36m_neck", "h36m_head_top",
+    "h36m_right_ankle",
+    "h36m_right_knee",
+    "h36m_right_hip",
+    "h36m_left_hip",
+    "h36m_left_knee",
+    "h36m_left_ankle",
+    "h36m_right_wrist",
+    "h36m_right_elbow",
+    "h36m_right_shoulder",
+    "h36m_left_shoulder",
+    "h36m_left_elbow",
+    "h36m_left_wrist",
+    "h36m_neck",
+    "h36m_head_top",
 )
 
 #: Named keypoint sets accepted wherever a body takes ``names``.
@@ -77,8 +140,10 @@ def resolve_keypoint_names(names: str | Sequence[str]) -> tuple[str, ...]:
     """A set name from :data:`KEYPOINT_SETS` or an explicit list -> a tuple of keypoint names."""
     if isinstance(names, str):
         if names not in KEYPOINT_SETS:
-            raise ValueError(f"names: unknown keypoint set {names!r}; expected one of {sorted(KEYPOINT_SETS)} "
-                             "or a list of keypoint names")
+            raise ValueError(
+                f"names: unknown keypoint set {names!r}; expected one of {sorted(KEYPOINT_SETS)} "
+                "or a list of keypoint names"
+            )
         return KEYPOINT_SETS[names]
     names = tuple(names)
     if not names or not all(isinstance(n, str) for n in names):
@@ -106,6 +171,8 @@ class BodyModel(nn.Module, ABC):
     num_pose_joints: int
     #: Number of shape coefficients in ``shape``.
     num_shape: int
+    #: Valid range of every shape coefficient, or None when unbounded (SMPL-X betas).
+    shape_range: tuple[float, float] | None = None
 
     @property
     @abstractmethod
@@ -132,20 +199,30 @@ class BodyModel(nn.Module, ABC):
 
     @abstractmethod
     def keypoints_from_output(self, output: BodyOutput, names: str | Sequence[str] = "coco17") -> Tensor:
-        """The named keypoints ``(..., K, 3)`` read from a full forward's output (the slow, reference path)."""
+        """The named keypoints ``(..., K, 3)`` read from a full forward's output (reference path)."""
 
     def mean_shape(self, *batch: int, dtype: torch.dtype | None = None, device=None) -> Tensor:
         """The body's neutral shape vector ``(*batch, num_shape)`` (zeros unless a body says otherwise)."""
         return torch.zeros(*batch, self.num_shape, dtype=dtype, device=device)
 
+    def constrain_shape(self, shape: Tensor) -> Tensor:
+        """Clamp a regressed shape ``(..., num_shape)`` into :attr:`shape_range` (identity when unbounded)."""
+        if self.shape_range is None:
+            return shape
+        return shape.clamp(*self.shape_range)
+
     def check_inputs(self, pose: Tensor, shape: Tensor) -> None:
         """Raise ``ValueError`` naming the argument for wrong shapes, NaNs or mismatched batches."""
         if pose.dim() < 3 or tuple(pose.shape[-3:]) != (self.num_pose_joints, 3, 3):
-            raise ValueError(f"pose: expected shape (..., {self.num_pose_joints}, 3, 3), found {tuple(pose.shape)}")
+            raise ValueError(
+                f"pose: expected shape (..., {self.num_pose_joints}, 3, 3), found {tuple(pose.shape)}"
+            )
         if shape.dim() < 1 or shape.shape[-1] != self.num_shape:
             raise ValueError(f"shape: expected shape (..., {self.num_shape}), found {tuple(shape.shape)}")
         if pose.shape[:-3] != shape.shape[:-1]:
-            raise ValueError(f"pose and shape: batch shapes differ, {tuple(pose.shape[:-3])} vs {tuple(shape.shape[:-1])}")
+            raise ValueError(
+                f"pose and shape: batch shapes differ, {tuple(pose.shape[:-3])} vs {tuple(shape.shape[:-1])}"
+            )
         if not torch.isfinite(pose).all():
             raise ValueError("pose: contains NaN or infinite values")
         if not torch.isfinite(shape).all():

@@ -23,16 +23,32 @@ __all__ = ["FIELDS", "check_sample"]
 #: field -> (shape with symbolic sizes, dtype kind, meaning)
 FIELDS: dict[str, tuple[tuple[str | int, ...], str, str]] = {
     "image": ((3, "R", "R"), "float", "RGB crop of the person box, values in [0, 1]"),
-    "pose": (("J", 3, 3), "float", "ground-truth joint rotations, root = global orientation in the camera frame"),
+    "pose": (
+        ("J", 3, 3),
+        "float",
+        "ground-truth joint rotations, root = global orientation in the camera frame",
+    ),
     "shape": (("S",), "float", "ground-truth shape coefficients"),
     "translation": ((3,), "float", "ground-truth root translation in the camera frame (metres)"),
     "keypoints_2d": ((17, 2), "float", "ground-truth COCO-17 keypoints in crop coordinates"),
     "keypoints_2d_valid": ((17,), "bool", "the ground-truth keypoint exists (annotated / body defines it)"),
-    "keypoints_2d_visible": ((17,), "bool", "ground-truth visibility (real data: detector confidence >= 0.5)"),
-    "detector_keypoints": ((17, 3), "float", "highest-likelihood detector pose: x, y in crop coordinates, confidence"),
+    "keypoints_2d_visible": (
+        (17,),
+        "bool",
+        "ground-truth visibility (real data: detector confidence >= 0.5)",
+    ),
+    "detector_keypoints": (
+        (17, 3),
+        "float",
+        "highest-likelihood detector pose: x, y in crop coordinates, confidence",
+    ),
     "heatmap_samples": ((17, "M", 2), "float", "samples drawn from the detector heatmaps, crop coordinates"),
     "heatmap_sample_valid": ((17, "M"), "bool", "sample exists (heatmap cell confidence >= 0.05)"),
-    "heatmap_sample_mask_distance": ((17, "M"), "float", "each sample's distance to the union person mask (crop units, 0 inside)"),
+    "heatmap_sample_mask_distance": (
+        (17, "M"),
+        "float",
+        "each sample's distance to the union person mask (crop units, 0 inside)",
+    ),
     "distance_map": (("Hd", "Wd"), "float", "distance to the union person mask, crop units, 0 inside"),
     "distance_map_extent": ((), "float", "the distance map covers [-extent, extent]^2 of crop coordinates"),
     "mask_valid": ((), "bool", "the mask loss may apply (mask known, no object occlusion)"),
@@ -55,15 +71,22 @@ def check_sample(sample: Mapping[str, Tensor], num_pose_joints: int, num_shape: 
         if not isinstance(value, Tensor):
             raise ValueError(f"sample[{name!r}]: expected a tensor, found {type(value).__name__}")
         if value.dim() != len(shape):
-            raise ValueError(f"sample[{name!r}]: expected {len(shape)} dims {shape}, found {tuple(value.shape)}")
+            raise ValueError(
+                f"sample[{name!r}]: expected {len(shape)} dims {shape}, found {tuple(value.shape)}"
+            )
         for symbol, found in zip(shape, value.shape):
             if isinstance(symbol, int):
                 if found != symbol:
                     raise ValueError(f"sample[{name!r}]: expected shape {shape}, found {tuple(value.shape)}")
             elif sizes.setdefault(symbol, found) != found:
-                raise ValueError(f"sample[{name!r}]: size {symbol}={found} disagrees with {sizes[symbol]} elsewhere")
-        ok = {"float": value.is_floating_point(), "bool": value.dtype == torch.bool,
-              "int": not value.is_floating_point() and value.dtype != torch.bool}[kind]
+                raise ValueError(
+                    f"sample[{name!r}]: size {symbol}={found} disagrees with {sizes[symbol]} elsewhere"
+                )
+        ok = {
+            "float": value.is_floating_point(),
+            "bool": value.dtype == torch.bool,
+            "int": not value.is_floating_point() and value.dtype != torch.bool,
+        }[kind]
         if not ok:
             raise ValueError(f"sample[{name!r}]: expected a {kind} tensor, found {value.dtype}")
         if kind == "float" and not torch.isfinite(value).all():

@@ -1,0 +1,258 @@
+"""Aggregate the distribution metrics over a data set with each metric's own weights.
+
+Every metric is kept as a running ``(sum, count)`` pair, so that uneven batches weigh
+exactly as the metric defines:
+
+========================  ==========================================================
+metric                    one entry is
+========================  ==========================================================
+``mpjpe_mode`` etc.       an image (its mode's error, the mean over joints/vertices)
+``mpjpe_best`` etc.       an image (its best hypothesis' error)
+``kp2d_mode``             a visible joint of an image
+``kp2d_samples``          a visible joint of a random hypothesis (index >= 1)
+``spread_vis/invis``      a (joint, hypothesis) pair of that visibility class
+``perc_in/min_dist``      an invisible (joint, hypothesis) pair
+``*_min_of_n`` curves     an image (one best-of-N value per N)
+========================  ==========================================================
+
+Example:
+    >>> import torch
+    >>> acc = MetricAccumulator()
+    >>> gt = torch.zeros(3, 14, 3)
+    >>> acc.update_accuracy(gt[:, None] + 0.01 * torch.rand(3, 4, 14, 3), gt, protocol="3dpw")
+    >>> sorted(acc.compute())[:3]
+    ['mpjpe_best', 'mpjpe_mode', 'pa_mpjpe_best']
+    >>> acc.curve("mpjpe").shape
+    torch.Size([4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from humr.eval import metrics as M
+
+__all__ = ["MetricAccumulator", "TABLE_COLUMNS", "format_table"]
+
+
+def _describe(x) -> object:
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+class MetricAccumulator:
+    """Running sums and counts of metrics over a data set (CPU float64, device-agnostic inputs)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, Tensor] = {}
+        self._curves: dict[str, Tensor] = {}
+        self._curve_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ generic
+
+    def add(self, name: str, total: Tensor | float, count: Tensor | int) -> None:
+        """Add ``total`` over ``count`` entries to metric ``name``."""
+        total = torch.as_tensor(total).detach().to("cpu", torch.float64)
+        count = torch.as_tensor(count).detach().to("cpu", torch.int64)
+        if total.dim() != 0 or count.dim() != 0:
+            raise ValueError(f"total, count: expected 0-d values for {name!r}, found shapes "
+                             f"{tuple(total.shape)} and {tuple(count.shape)}")
+        if count < 0:
+            raise ValueError(f"count: expected a non-negative number for {name!r}, found {int(count)}")
+        self._sums[name] = self._sums.get(name, torch.zeros((), dtype=torch.float64)) + total
+        self._counts[name] = self._counts.get(name, torch.zeros((), dtype=torch.int64)) + count
+
+    def add_sum_count(self, name: str, value: M.SumCount) -> None:
+        """Add a :class:`humr.eval.metrics.SumCount` to metric ``name``."""
+        self.add(name, value.total, value.count)
+
+    def add_per_image(self, name: str, values: Tensor) -> None:
+        """Add one value per image: ``(B,)``."""
+        if not isinstance(values, Tensor) or values.dim() != 1:
+            raise ValueError(f"values: expected shape (B,) for {name!r}, found {_describe(values)}")
+        self.add(name, values.sum(), values.shape[0])
+
+    def add_curve(self, name: str, values: Tensor) -> None:
+        """Add per-image curves ``(B, N)`` (e.g. :func:`humr.eval.metrics.min_of_n`); N fixed per name."""
+        if not isinstance(values, Tensor) or values.dim() != 2:
+            raise ValueError(f"values: expected shape (B, N) for curve {name!r}, found {_describe(values)}")
+        total = values.detach().to("cpu", torch.float64).sum(0)
+        if name in self._curves and self._curves[name].shape != total.shape:
+            raise ValueError(f"values: curve {name!r} has N={self._curves[name].shape[0]} so far, "
+                             f"found N={total.shape[0]}; use the same number of hypotheses throughout")
+        self._curves[name] = self._curves.get(name, torch.zeros_like(total)) + total
+        self._curve_counts[name] = self._curve_counts.get(name, 0) + values.shape[0]
+
+    # ------------------------------------------------------------------ metric groups
+
+    def update_accuracy(
+        self,
+        pred_joints: Tensor,
+        gt_joints: Tensor,
+        protocol: str | None = None,
+        pred_vertices: Tensor | None = None,
+        gt_vertices: Tensor | None = None,
+        root: str | int | Sequence[int] | None = None,
+        curves: bool = True,
+    ) -> None:
+        """MPJPE, PA-MPJPE and (with vertices) PVE: mode and best per image, and min-of-N curves.
+
+        Args:
+            pred_joints: ``(B, S, N, 3)`` metres, mode at index 0.
+            gt_joints: ``(B, N, 3)`` metres.
+            protocol: a name of :data:`humr.eval.metrics.PROTOCOLS` giving the root; or pass
+                ``root`` (see :func:`humr.eval.metrics.mpjpe`); neither = already aligned.
+            pred_vertices: ``(B, S, V, 3)`` metres, aligned on the joints' root.
+            gt_vertices: ``(B, V, 3)`` metres.
+            curves: also accumulate ``mpjpe``/``pa_mpjpe``/``pve`` best-of-N curves.
+        """
+        if protocol is not None and root is not None:
+            raise ValueError(f"protocol, root: expected at most one, found {protocol!r} and {root!r}")
+        root = protocol if protocol is not None else root
+        errors = {"mpjpe": M.mpjpe(pred_joints, gt_joints, root),
+                  "pa_mpjpe": M.pa_mpjpe(pred_joints, gt_joints)}
+        if (pred_vertices is None) != (gt_vertices is None):
+            raise ValueError("pred_vertices, gt_vertices: expected both or neither")
+        if pred_vertices is not None:
+            if root is None:
+                errors["pve"] = M.pve(pred_vertices, gt_vertices)
+            else:
+                errors["pve"] = M.pve(pred_vertices, gt_vertices, M.root_point(pred_joints, root),
+                                      M.root_point(gt_joints, root))
+        for name, err in errors.items():
+            mode, best = M.mode_and_best(err)
+            self.add_per_image(f"{name}_mode", mode)
+            self.add_per_image(f"{name}_best", best)
+            if curves:
+                self.add_curve(name, M.min_of_n(err))
+
+    def update_consistency(self, pred_2d: Tensor, gt_2d: Tensor, visible: Tensor,
+                           crop_pixels: int = 256) -> None:
+        """2DKP error: ``pred_2d (B, S, K, 2)``, ``gt_2d (B, K, 2)`` crop coordinates, ``visible (B, K)``."""
+        mode, samples = M.keypoint_2d_error_sums(pred_2d, gt_2d, visible, crop_pixels)
+        self.add_sum_count("kp2d_mode", mode)
+        self.add_sum_count("kp2d_samples", samples)
+
+    def update_diversity(self, hyps_3d: Tensor, visible: Tensor) -> None:
+        """3D spread: ``hyps_3d (B, S, K, 3)`` metres (root-relative), ``visible (B, K)`` bool."""
+        vis, invis = M.sample_spread_sums(hyps_3d, visible)
+        self.add_sum_count("spread_vis", vis)
+        self.add_sum_count("spread_invis", invis)
+
+    def update_plausibility(self, points: Tensor, distance_map: Tensor, invisible: Tensor, **kwargs) -> None:
+        """PercIn and MinDist: arguments of :func:`humr.eval.metrics.mask_plausibility`."""
+        perc, dist = M.mask_plausibility_sums(points, distance_map, invisible, **kwargs)
+        self.add_sum_count("perc_in", perc)
+        self.add_sum_count("min_dist", dist)
+
+    # ------------------------------------------------------------------ results
+
+    def merge(self, other: MetricAccumulator) -> None:
+        """Add another accumulator's sums and counts (e.g. from another worker)."""
+        for name in other._sums:
+            self.add(name, other._sums[name], other._counts[name])
+        for name in other._curves:
+            n = other._curve_counts[name]
+            if name in self._curves and self._curves[name].shape != other._curves[name].shape:
+                raise ValueError(f"other: curve {name!r} has a different N "
+                                 f"({other._curves[name].shape[0]} vs {self._curves[name].shape[0]})")
+            mine = self._curves.get(name, torch.zeros_like(other._curves[name]))
+            self._curves[name] = mine + other._curves[name]
+            self._curve_counts[name] = self._curve_counts.get(name, 0) + n
+
+    def counts(self) -> dict[str, int]:
+        """Number of entries behind each metric."""
+        return {k: int(v) for k, v in self._counts.items()}
+
+    def compute(self) -> dict[str, float]:
+        """Weighted means ``sum / count`` of every metric (NaN where the count is 0)."""
+        return {k: float(self._sums[k] / self._counts[k]) if self._counts[k] > 0 else float("nan")
+                for k in sorted(self._sums)}
+
+    def curve(self, name: str) -> Tensor:
+        """Mean best-of-N curve ``(N,)`` of ``name`` (``"mpjpe"``, ``"pa_mpjpe"``, ``"pve"``)."""
+        if name not in self._curves:
+            raise ValueError(f"name: no curve {name!r}; have {sorted(self._curves)}")
+        return self._curves[name] / self._curve_counts[name]
+
+    def curves(self) -> dict[str, Tensor]:
+        """Every mean best-of-N curve, by name."""
+        return {k: self.curve(k) for k in sorted(self._curves)}
+
+
+#: Columns of :func:`format_table`: (group title, [(sub-title, metric key, decimals), ...]).
+TABLE_COLUMNS: tuple[tuple[str, tuple[tuple[str, str, int], ...]], ...] = (
+    ("Mode", (("MPJPE", "mpjpe_mode", 1), ("PA-MPJPE", "pa_mpjpe_mode", 1), ("PVE", "pve_mode", 1))),
+    ("Best of {S}", (("MPJPE", "mpjpe_best", 1), ("PA-MPJPE", "pa_mpjpe_best", 1), ("PVE", "pve_best", 1))),
+    ("2DKP Mode / Samples", (("", "kp2d_mode", 2), ("", "kp2d_samples", 2))),
+    ("Spread Vis. / Invis.", (("", "spread_vis", 1), ("", "spread_invis", 1))),
+    ("PercIn / MinDist", (("", "perc_in", 1), ("", "min_dist", 3))),
+)
+
+
+def _fmt(value, decimals: int) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    return "-" if value != value else f"{value:.{decimals}f}"
+
+
+def format_table(rows: Mapping[str, Mapping[str, float]], num_hypotheses: int | str = "S",
+                 title: str | None = None) -> str:
+    """A plain-text table shaped like the paper's Tables 1 and 2.
+
+    Rows are models, columns MPJPE / PA-MPJPE / PVE of the mode and of the best of S
+    hypotheses (mm), 2DKP mode / samples (px), 3DKP spread visible / invisible (mm) and
+    PercIn (%) / MinDist. A missing or NaN metric prints as ``-`` (as the paper's 3DPW
+    plausibility cells); column groups no row has are left out.
+
+    Args:
+        rows: model name -> metrics (e.g. :meth:`MetricAccumulator.compute`).
+        num_hypotheses: S in the "Best of S" header.
+        title: an optional first line (e.g. the data set).
+
+    Returns:
+        The table as a string (print it).
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one model, found none")
+
+    def present(key: str) -> bool:
+        return any(key in m and m[key] == m[key] for m in rows.values())
+
+    groups = [(g.format(S=num_hypotheses), cols) for g, cols in TABLE_COLUMNS
+              if any(present(key) for _, key, _ in cols)]
+    name_w = max(len("Model"), *(len(r) for r in rows))
+    cells: dict[str, list[str]] = {}
+    header1, header2 = [], []
+    for gtitle, cols in groups:
+        if all(sub for sub, _, _ in cols):  # one column per metric (Table 1 style)
+            texts = {r: [_fmt(m.get(key), d) for _, key, d in cols] for r, m in rows.items()}
+            widths = [max(len(sub), *(len(t[i]) for t in texts.values()))
+                      for i, (sub, _, _) in enumerate(cols)]
+            block_w = max(sum(widths) + 2 * (len(cols) - 1), len(gtitle))
+            widths[-1] += block_w - (sum(widths) + 2 * (len(cols) - 1))
+            header2.append("  ".join(sub.rjust(w) for (sub, _, _), w in zip(cols, widths)))
+            for r, t in texts.items():
+                cells.setdefault(r, []).append("  ".join(x.rjust(w) for x, w in zip(t, widths)))
+        else:  # "a / b" pairs in one column (Table 2 style)
+            texts = {r: " / ".join(_fmt(m.get(key), d) for _, key, d in cols) for r, m in rows.items()}
+            block_w = max(len(gtitle), *(len(t) for t in texts.values()))
+            header2.append(" " * block_w)
+            for r, t in texts.items():
+                cells.setdefault(r, []).append(t.rjust(block_w))
+        header1.append(gtitle.center(block_w))
+    sep = " | "
+    lines = [title] if title else []
+    lines.append(" " * name_w + sep + sep.join(header1))
+    if any(h.strip() for h in header2):
+        lines.append("Model".ljust(name_w) + sep + sep.join(header2))
+    else:
+        lines[-1] = "Model".ljust(name_w) + lines[-1][name_w:]
+    rule = "-" * max(len(line) for line in lines)
+    lines.append(rule)
+    lines.extend(r.ljust(name_w) + sep + sep.join(cells[r]) for r in rows)
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Build the train and test sets a config names (the synthetic set or real data sets)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from torch.utils.data import Dataset
+
+from humr.config import DataConfig
+
+__all__ = ["SYNTHETIC", "check_data_config", "build_datasets", "synthetic_config"]
+
+SYNTHETIC = "synthetic"
+
+
+def check_data_config(config: DataConfig) -> None:
+    if config.batch_size < 1:
+        raise ValueError(f"data.batch_size: expected >= 1, found {config.batch_size}")
+    if config.num_workers < 0:
+        raise ValueError(f"data.num_workers: expected >= 0, found {config.num_workers}")
+    if config.dataset == SYNTHETIC:
+        synthetic_config(config)  # validates sizes
+        if config.num_train < 1 or config.num_test < 1:
+            raise ValueError(
+                f"data.num_train, data.num_test: expected >= 1, found {config.num_train}, {config.num_test}"
+            )
+        return
+    from humr.training.real_data import check_real_data_config
+
+    check_real_data_config(config)
+
+
+def synthetic_config(config: DataConfig):
+    """The :class:`~humr.data.synthetic.SyntheticConfig` of a data config (defaults elsewhere)."""
+    from humr.data.synthetic import SyntheticConfig
+
+    names = {f.name for f in fields(SyntheticConfig)}
+    chosen = {
+        "num_train": config.num_train,
+        "num_test": config.num_test,
+        "seed": config.seed,
+        "image_size": config.image_size,
+    }
+    return SyntheticConfig(**{k: v for k, v in chosen.items() if k in names})
+
+
+def build_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset]:
+    """``(train, test)`` data sets of the :mod:`humr.data.fields` contract."""
+    if config.dataset == SYNTHETIC:
+        if body != "anny":
+            raise ValueError(
+                f"body: the synthetic set is made of Anny bodies; train it with --body anny, found {body!r}"
+            )
+        from humr.data.synthetic import SyntheticDataset
+
+        synth = synthetic_config(config)
+        return (
+            SyntheticDataset("train", synth, root=config.root),
+            SyntheticDataset("test", synth, root=config.root),
+        )
+    from humr.training.real_data import build_real_datasets
+
+    return build_real_datasets(config, body)

@@ -1,0 +1,362 @@
+"""Real training and test sets from a :class:`~humr.config.DataConfig` (paper Sec. 5.1).
+
+``data.dataset`` joins training-set names with "+" (the paper's: ``"bedlam+agora+3dpw"``):
+
+============  ===============================================================================
+name          data sets (annotation files under ``<root>/annotations``, reference layout)
+============  ===============================================================================
+``bedlam``    every BEDLAM scene of :data:`~humr.data.bedlam_cliff.BEDLAM_SCENES` whose
+              annotation file is present under ``root`` (at least one)
+``agora``     ``agora-bfh`` and ``agora-body``, those present (at least one)
+``3dpw``      ``3dpw-train-smplx`` (3DPW train with BEDLAM's SMPL-X labels)
+a key         any single training key of :data:`~humr.data.bedlam_cliff.PRESET_KEYS`
+              (``static-hdri``, ``agora-bfh``, ...)
+============  ===============================================================================
+
+``data.test_dataset`` (default ``"3dpw_test"``) is one of :data:`TEST_SETS`: ``"3dpw_test"``
+(``3dpw-test-cam``, protocol ``"3dpw"``), ``"emdb"`` (``emdb-p1``, protocol ``"emdb"``) or
+``"emdb_occluded"`` (``emdb-p1-occl``, the 1,760-mask plausibility subset, protocol ``"emdb"``).
+
+Mixture ratios (``data.ratios``, one per "+"-joined name; empty: by size, i.e. the plain
+concatenation the reference trains on) are applied by :class:`MixtureDataset`: each epoch of
+``len`` items holds exactly ``round(len * ratio_d / sum(ratios))`` items of name ``d`` (largest
+remainders), each a stratified random item of it; inside a name (the BEDLAM scenes) data sets
+weigh by their size. Because the trainer shuffles indices with a plain ``DataLoader``, the
+ratios live in the data set's index map, no sampler needed.
+
+Heatmap samples: ``data.samples_dir`` holds per data set either a humr store
+(``<samples_dir>/<key>/manifest.json``, ``recipes/precompute_heatmaps.py``) or the reference's
+``<samples_dir>/<key>/<row:07d>.npy.gz``; without ``samples_dir`` the reference location
+``<root>/heatmap_samples`` is used where present. Cached features: ``data.features_dir`` holds
+``<features_dir>/<key>`` stores (``recipes/precompute_features.py``), for runs without image
+augmentation and with ``model.encoder = "features"``.
+
+Example:
+    >>> from humr.config import DataConfig
+    >>> check_real_data_config(DataConfig(dataset="bedlam+mpii", root="."))
+    Traceback (most recent call last):
+    ...
+    ValueError: data.dataset: unknown training set 'mpii' in 'bedlam+mpii'; ...
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from humr.config import DataConfig
+from humr.data.augment import PAPER_AUGMENT
+from humr.data.bedlam_cliff import BEDLAM_SCENES, BedlamCliffDataset, DatasetSpec, preset
+
+__all__ = [
+    "TRAIN_GROUPS",
+    "TEST_SETS",
+    "DEFAULT_TEST_SET",
+    "RealTrainSet",
+    "MixtureDataset",
+    "test_protocol",
+    "train_specs",
+    "test_spec",
+    "check_real_data_config",
+    "build_real_datasets",
+]
+
+#: Training-set names and the data-set keys each stands for (those present under the root).
+TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
+    "bedlam": tuple(BEDLAM_SCENES),
+    "agora": ("agora-bfh", "agora-body"),
+    "3dpw": ("3dpw-train-smplx",),
+}
+_TRAIN_KEYS = (*BEDLAM_SCENES, "agora-bfh", "agora-body", "3dpw-train-smplx")
+#: Test-set names -> (data-set key, evaluation protocol of :data:`humr.eval.metrics.PROTOCOLS`).
+TEST_SETS: dict[str, tuple[str, str]] = {
+    "3dpw_test": ("3dpw-test-cam", "3dpw"),
+    "emdb": ("emdb-p1", "emdb"),
+    "emdb_occluded": ("emdb-p1-occl", "emdb"),
+}
+DEFAULT_TEST_SET = "3dpw_test"
+#: The plausibility metrics look hypotheses up beyond the crop: the test distance maps cover
+#: ``[-extent, extent]^2`` crop units at the crop's pixel density.
+TEST_MASK_EXTENT = 1.5
+
+
+@dataclass(frozen=True)
+class RealTrainSet:
+    """One "+"-joined name of ``data.dataset`` and the data sets it resolved to."""
+
+    name: str
+    specs: tuple[DatasetSpec, ...]
+
+
+def test_protocol(config: DataConfig) -> str:
+    """The evaluation protocol (``"3dpw"`` or ``"emdb"``) of the config's test set."""
+    name = config.test_dataset or DEFAULT_TEST_SET
+    if name not in TEST_SETS:
+        raise ValueError(f"data.test_dataset: expected one of {sorted(TEST_SETS)}, found {name!r}")
+    return TEST_SETS[name][1]
+
+
+def _root(config: DataConfig) -> Path:
+    if not config.root:
+        raise ValueError(
+            f"data.root: real data set {config.dataset!r} needs the data root (the reference's data/ "
+            "directory with annotations/, training_images/, ...); pass --data.root DIR"
+        )
+    root = Path(config.root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.root: {root} is not a directory (the reference's data/ layout)")
+    return root
+
+
+def _names(config: DataConfig) -> list[str]:
+    names = [n.strip() for n in config.dataset.split("+")]
+    for name in names:
+        if name not in TRAIN_GROUPS and name not in _TRAIN_KEYS:
+            raise ValueError(
+                f"data.dataset: unknown training set {name!r} in {config.dataset!r}; expected names joined "
+                f"by '+' from {sorted(TRAIN_GROUPS)} or single keys ({', '.join(_TRAIN_KEYS)})"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.dataset: a training set is named twice in {config.dataset!r}")
+    return names
+
+
+def _samples(spec: DatasetSpec, config: DataConfig) -> DatasetSpec:
+    """Point ``spec`` at its heatmap samples (humr store or reference files), or at none."""
+    if config.samples_dir is None:
+        default = Path(spec.samples) / spec.name if spec.samples else None
+        if default is not None and default.is_dir():
+            return replace(spec, samples_layout="reference")
+        if spec.split == "train":
+            warnings.warn(
+                f"data.samples_dir: no heatmap samples of {spec.name!r} (looked for {default}); "
+                "its uncertain joints get no L_MMD / L_mask target",
+                stacklevel=3,
+            )
+        return replace(spec, samples=None)
+    base = Path(config.samples_dir).expanduser()
+    if not base.is_dir():
+        raise FileNotFoundError(f"data.samples_dir: {base} is not a directory")
+    here = base / spec.name
+    if (here / "manifest.json").is_file():
+        return replace(spec, samples=str(here), samples_layout="humr")
+    if here.is_dir():
+        return replace(spec, samples=str(base), samples_layout="reference", samples_key=spec.name)
+    raise FileNotFoundError(
+        f"data.samples_dir: no heatmap samples of {spec.name!r}: looked for a humr store "
+        f"{here / 'manifest.json'} and reference files {here}/<row:07d>.npy.gz "
+        "(write them with recipes/precompute_heatmaps.py)"
+    )
+
+
+def _features(spec: DatasetSpec, config: DataConfig) -> DatasetSpec:
+    if config.features_dir is None:
+        return replace(spec, features=None)
+    here = Path(config.features_dir).expanduser() / spec.name
+    if not (here / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"data.features_dir: no cached features of {spec.name!r} (looked for {here / 'manifest.json'}); "
+            "write them with recipes/precompute_features.py"
+        )
+    return replace(spec, features=str(here))
+
+
+def train_specs(config: DataConfig) -> list[RealTrainSet]:
+    """The data sets behind each "+"-joined name of ``config.dataset`` (files checked to exist)."""
+    root = _root(config)
+    groups = []
+    for name in _names(config):
+        keys = TRAIN_GROUPS.get(name, (name,))
+        specs = [preset(k, root) for k in keys]
+        present = [s for s in specs if Path(s.annotation).is_file()]
+        if not present:
+            folder = Path(specs[0].annotation).parent
+            looked = specs[0].annotation if len(specs) == 1 else f"{folder}/<key>.npz"
+            raise FileNotFoundError(
+                f"data.dataset: no annotation file of {name!r} under data.root (looked for {looked}"
+                + (f" with key one of {list(keys)}" if len(specs) > 1 else "")
+                + "); BEDLAM-CLIFF annotation files come from BEDLAM's data_processing or the reference "
+                "implementation's data archive"
+            )
+        groups.append(RealTrainSet(name, tuple(_features(_samples(s, config), config) for s in present)))
+    return groups
+
+
+def test_spec(config: DataConfig) -> DatasetSpec:
+    """The test set's spec (``config.test_dataset``, default ``"3dpw_test"``), its files checked."""
+    root = _root(config)
+    test_protocol(config)  # validates the name
+    key = TEST_SETS[config.test_dataset or DEFAULT_TEST_SET][0]
+    spec = preset(key, root, samples=None)
+    if not Path(spec.annotation).is_file():
+        raise FileNotFoundError(
+            f"data.test_dataset: annotation file {spec.annotation} of {key!r} not found under data.root "
+            "(3DPW / EMDB test annotations come with the reference implementation's data archive)"
+        )
+    return _features(spec, config)
+
+
+def _check_ratios(config: DataConfig, count: int) -> None:
+    ratios = tuple(config.ratios)
+    if not ratios:
+        return
+    if len(ratios) != count:
+        raise ValueError(
+            f"data.ratios: expected {count} values, one per '+'-joined name of "
+            f"data.dataset={config.dataset!r}, found {len(ratios)} ({ratios})"
+        )
+    if not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
+        raise ValueError(f"data.ratios: expected non-negative finite values, positive sum, found {ratios}")
+
+
+def check_real_data_config(config: DataConfig) -> None:
+    """Fail before any training on a config whose real data cannot be built.
+
+    Raises ``ValueError`` (unknown names, ratios of the wrong length or sign, cached features
+    with augmentation, sizes) or ``FileNotFoundError`` (root, annotation files, sample and
+    feature stores), each naming the field to fix.
+    """
+    names = _names(config)
+    _check_ratios(config, len(names))
+    if config.features_dir is not None and config.augment:
+        raise ValueError(
+            "data.features_dir, data.augment: cached features are computed on unaugmented crops; "
+            "set --data.augment false to train on them (or drop --data.features_dir)"
+        )
+    if config.image_size < 32:
+        raise ValueError(f"data.image_size: expected >= 32 pixels, found {config.image_size}")
+    test_protocol(config)
+    train_specs(config)
+    test_spec(config)
+
+
+class MixtureDataset(Dataset):
+    """Data sets mixed with given weights through a fixed-length index map (see the module docstring).
+
+    Item ``i`` belongs to data set ``d = owner[i]`` (``counts[d]`` consecutive slots; a
+    shuffling loader mixes them) and is its item ``floor((j + u) * len_d / counts[d])`` for slot
+    ``j`` of ``d`` and a fresh ``u ~ U[0, 1)``: every item once per epoch when ``counts[d] =
+    len_d``, a random item of each stratum otherwise. ``u`` comes from a per-process generator
+    (seeded from ``seed``, torch's per-worker seed and the worker id; never a global reseed).
+
+    Args:
+        datasets: the data sets.
+        weights: one non-negative weight per data set (None: their lengths, the concatenation).
+        length: items per epoch (default: the total length).
+        seed: seed of the stratum draws.
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[Dataset],
+        weights: Sequence[float] | None = None,
+        length: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.datasets = list(datasets)
+        self.lengths = np.array([len(d) for d in self.datasets], np.int64)
+        if not self.datasets:
+            raise ValueError("datasets: expected at least one data set, found none")
+        w = self.lengths.astype(np.float64) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != self.lengths.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(
+                f"weights: expected {len(self.datasets)} non-negative finite weights, "
+                f"positive sum, found {list(np.atleast_1d(w))}"
+            )
+        if ((w > 0) & (self.lengths == 0)).any():
+            raise ValueError(
+                f"weights: an empty data set has a positive weight "
+                f"(lengths {self.lengths.tolist()}, weights {w.tolist()})"
+            )
+        self.length = int(self.lengths.sum() if length is None else length)
+        if self.length < 1:
+            raise ValueError(f"length: expected >= 1 items per epoch, found {self.length}")
+        self.weights = w / w.sum()
+        self.counts = _apportion(self.weights, self.length)
+        self._starts = np.concatenate([[0], np.cumsum(self.counts)])
+        self.seed = int(seed)
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_rng"] = None
+        return state
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            info = torch.utils.data.get_worker_info()
+            worker = info.id if info is not None else -1
+            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, worker + 1])
+        return self._rng
+
+    def locate(self, i: int, u: float) -> tuple[int, int]:
+        """``(data set, item)`` of index ``i`` for the stratum position ``u`` in [0, 1)."""
+        if not 0 <= i < self.length:
+            raise IndexError(f"index {i} out of range [0, {self.length})")
+        d = int(np.searchsorted(self._starts, i, side="right") - 1)
+        j = i - int(self._starts[d])
+        item = min(int((j + u) * self.lengths[d] / self.counts[d]), int(self.lengths[d]) - 1)
+        return d, item
+
+    def __getitem__(self, i: int):
+        d, item = self.locate(int(i), float(self._generator().random()))
+        return self.datasets[d][item]
+
+
+def _apportion(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to ``total``, proportional to ``weights`` (largest remainders)."""
+    exact = weights * total
+    counts = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def build_real_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset]:
+    """``(train, test)``: the mixture of ``config.dataset`` and the test set ``config.test_dataset``.
+
+    Training items follow :mod:`humr.data.fields` with SMPL-X ground truth (J = 22, S = 11), so
+    ``body`` must be ``"smplx"``; test items carry SMPL ground truth (J = 24, S = 10) for
+    :func:`humr.training.evaluation_real.evaluate_real`.
+    """
+    if body != "smplx":
+        raise ValueError(
+            f"body: real training sets are labelled with SMPL-X; train them with --body smplx, found {body!r}"
+        )
+    check_real_data_config(config)
+    augment = PAPER_AUGMENT if config.augment else None
+    groups = train_specs(config)
+    parts: list[BedlamCliffDataset] = []
+    weights: list[float] = []
+    ratios = config.ratios or tuple(float("nan") for _ in groups)
+    for i, (group, ratio) in enumerate(zip(groups, ratios)):
+        sets = [
+            BedlamCliffDataset(s, augment=augment, crop_size=config.image_size, seed=config.seed + 7919 * i)
+            for s in group.specs
+        ]
+        sizes = np.array([len(s) for s in sets], np.float64)
+        if sizes.sum() == 0:
+            raise ValueError(f"data.dataset: every row of {group.name!r} was removed by the training filter")
+        parts += sets
+        # Inside a name (the BEDLAM scenes) data sets weigh by size; names by their ratio.
+        weights += list(sizes if math.isnan(ratio) else ratio * sizes / sizes.sum())
+    train = MixtureDataset(parts, None if not config.ratios else weights, seed=config.seed)
+    test = BedlamCliffDataset(
+        test_spec(config),
+        augment=None,
+        crop_size=config.image_size,
+        mask_dilation=0,
+        mask_extent=TEST_MASK_EXTENT,
+        mask_resolution=int(round(config.image_size * TEST_MASK_EXTENT)),
+    )
+    return train, test

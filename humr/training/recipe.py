@@ -1,0 +1,151 @@
+"""What the scripts in ``recipes/`` call: parse a config, run, print the table, save results."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig
+from humr.training.cli import parse_config
+
+__all__ = ["tiny", "defaults_for", "main_full", "main_rows", "main_evaluate"]
+
+TINY_FLAG = "--tiny"
+
+
+def tiny(config: ExperimentConfig) -> ExperimentConfig:
+    """A budget that runs end to end in well under a minute (for smoke tests and CI)."""
+    return replace(
+        config,
+        data=replace(config.data, num_train=48, num_test=16, batch_size=8),
+        train=replace(config.train, max_steps=4, log_every=1, checkpoint_every=2),
+        eval=replace(config.eval, num_hypotheses=8, max_images=16, batch_size=8),
+        model=replace(
+            config.model,
+            flow_hidden=min(config.model.flow_hidden, 64),
+            flow_layers=min(config.model.flow_layers, 2),
+            head_hidden=min(config.model.head_hidden, 64),
+            image_features=min(config.model.image_features, 32),
+        ),
+    )
+
+
+def defaults_for(argv: list[str]) -> ExperimentConfig:
+    """The synthetic CPU default unless ``--data`` names a real data set (then the paper's config)."""
+    data = None
+    for i, arg in enumerate(argv):
+        if arg in ("--data", "--data.dataset") and i + 1 < len(argv):
+            data = argv[i + 1]
+        elif arg.startswith(("--data=", "--data.dataset=")):
+            data = arg.split("=", 1)[1]
+    base = SYNTHETIC_CPU if data in (None, "synthetic") else PAPER_FULL
+    return tiny(base) if TINY_FLAG in argv else base
+
+
+def _split_flags(argv: list[str] | None) -> list[str]:
+    return list(sys.argv[1:] if argv is None else argv)
+
+
+def _save(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def main_full(argv: list[str] | None = None, description: str = "") -> dict[str, Any]:
+    """Train and evaluate one configuration; print the Tables 1/2-style metrics."""
+    from humr.eval.accumulator import format_table
+    from humr.training.run import run_experiment
+
+    argv = _split_flags(argv)
+    config = parse_config(defaults_for(argv), [a for a in argv if a != TINY_FLAG], description)
+    start = time.perf_counter()
+    metrics = run_experiment(config)
+    metrics["wall_seconds"] = time.perf_counter() - start
+    print(
+        format_table(
+            {config.name: metrics},
+            num_hypotheses=config.eval.num_hypotheses,
+            title=f"{config.name}: {config.data.dataset}, body {config.body}",
+        )
+    )
+    out = Path(config.train.output_dir)
+    _save(metrics, out / "metrics.json")
+    print(
+        f"wall time {metrics['wall_seconds']:.0f} s (train {metrics['train_seconds']:.0f} s, "
+        f"evaluate {metrics['eval_seconds']:.0f} s); checkpoint {metrics['checkpoint']}; results in {out}"
+    )
+    return metrics
+
+
+def main_rows(
+    rows_fn: Callable[[ExperimentConfig], list[tuple[str, ExperimentConfig]]],
+    title: str,
+    output_dir: str,
+    argv: list[str] | None = None,
+    default_steps: int = 600,
+) -> dict[str, dict[str, Any]]:
+    """Train and evaluate every row of an ablation; print one table with a row per config."""
+    from humr.eval.accumulator import format_table
+    from humr.training.run import run_experiment
+
+    argv = _split_flags(argv)
+    base = defaults_for(argv)
+    if TINY_FLAG not in argv:
+        base = replace(base, train=replace(base.train, max_steps=default_steps))
+    base = replace(base, train=replace(base.train, output_dir=output_dir))
+    full = parse_config(base, [a for a in argv if a != TINY_FLAG], title)
+    results: dict[str, dict[str, Any]] = {}
+    root = Path(full.train.output_dir)
+    for label, config in rows_fn(full):
+        config = replace(config, train=replace(config.train, output_dir=str(root / config.name)))
+        print(f"== {label} ({config.train.max_steps} steps)", flush=True)
+        results[label] = run_experiment(config, plots=False)
+    print(format_table(results, num_hypotheses=full.eval.num_hypotheses, title=title))
+    _save(results, root / "results.json")
+    return results
+
+
+def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[str, Any]:
+    """Evaluate a checkpoint: ``CHECKPOINT [--eval.* / --data.* overrides]``."""
+    import argparse
+
+    import torch
+
+    from humr.eval.accumulator import format_table
+    from humr.training.data import build_datasets
+    from humr.training.evaluation import evaluate
+    from humr.training.module import HumrLightning
+
+    argv = _split_flags(argv)
+    first = argparse.ArgumentParser(description=description, add_help=False)
+    first.add_argument("checkpoint", nargs="?")
+    known, rest = first.parse_known_args(argv)
+    if known.checkpoint is None or known.checkpoint.startswith("-"):
+        parse_config(SYNTHETIC_CPU, ["--help"] if "--help" in argv or "-h" in argv else [], description)
+        raise SystemExit(
+            "evaluate: give a checkpoint path first (e.g. runs/paper_full/checkpoints/last.ckpt)"
+        )
+    ckpt = Path(known.checkpoint)
+    if not ckpt.is_file():
+        raise SystemExit(f"evaluate: no checkpoint at {ckpt}")
+    module = HumrLightning.from_checkpoint(str(ckpt))
+    config = parse_config(module.config, rest, description)
+    _, test_set = build_datasets(config.data, config.body)
+    out = ckpt.parent.parent / "evaluation"
+    with torch.no_grad():
+        metrics = evaluate(module.model.eval(), test_set, config.eval, out_dir=out)
+    print(
+        format_table(
+            {config.name: metrics},
+            num_hypotheses=config.eval.num_hypotheses,
+            title=f"{config.name}: {config.data.dataset}",
+        )
+    )
+    _save(metrics, out / "metrics.json")
+    print(f"results in {out}")
+    return metrics
