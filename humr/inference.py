@@ -18,9 +18,10 @@ key                      shape                   meaning
 ``center``, ``box_size``  (P, 2), (P,)           the square crop box (pixels)
 ``focal``, ``image_size`` (P,), (P, 2)           focal length (pixels), image ``(W, H)``
 ``detector_keypoints``   (P, 17, 3)              ViTPose COCO-17 ``x, y`` (pixels), confidence
+``pose6d``               (P, S, 6 J)             the flow's 6D output (before Gram-Schmidt)
 ``rotmat``               (P, S, J, 3, 3)         joint rotations (root = camera-frame orientation)
 ``axis_angle``           (P, S, J, 3)            the same as axis-angle vectors
-``log_likelihood``       (P, S)                  flow log-density of each hypothesis' 6D pose
+``log_likelihood``       (P, S)                  flow log-density of each hypothesis' ``pose6d``
 ``shape``                (P, num_shape)          body shape
 ``camera``               (P, 3)                  weak-perspective ``[s, tx, ty]`` of the crop
 ``translation``          (P, 3)                  root translation in the camera frame (metres)
@@ -267,6 +268,7 @@ class Predictor:
             "focal": c(batch["focal"]),
             "image_size": c(batch["image_size"]),
             "detector_keypoints": det,
+            "pose6d": c(hyps.pose6d),
             "rotmat": c(hyps.rotmat),
             "axis_angle": c(matrix_to_axis_angle(hyps.rotmat)),
             "log_likelihood": c(hyps.log_prob),
@@ -293,7 +295,7 @@ def _read_image(folder: Path, box: PersonBox, where: str) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _plots(out: dict[str, np.ndarray], body, folder: Path, offset: int) -> list[Path]:
+def _plots(out: dict[str, np.ndarray], body, folder: Path, offset: int, meshes: bool = True) -> list[Path]:
     from humr.eval.plots import plot_joint_hypotheses, plot_mesh_hypotheses
 
     written = []
@@ -305,6 +307,8 @@ def _plots(out: dict[str, np.ndarray], body, folder: Path, offset: int) -> list[
         path = folder / f"{stem}_joint{joint}.png"
         plot_joint_hypotheses(out["crop"][p], crop_xy, np.full(2, np.nan), path)
         written.append(path)
+        if not meshes:
+            continue
         rot = torch.from_numpy(out["rotmat"][p, :4])
         shape = torch.from_numpy(out["shape"][p]).expand(rot.shape[0], -1)
         param = next(body.parameters(), None) if hasattr(body, "parameters") else None
@@ -330,6 +334,7 @@ def predict_folder(
     focal: float | None = None,
     box_scale: float = 1.2,
     plots: bool = True,
+    mesh_plots: bool = True,
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
@@ -337,7 +342,8 @@ def predict_folder(
     """Predict every box of ``boxes`` (a file for :func:`read_boxes`, or the boxes) in ``image_dir``.
 
     Writes ``out_dir/predictions.npz`` (the module table) and, with ``plots``, the pictures to
-    ``out_dir/plots``. Returns the ``.npz`` path. Files are checked before any model is loaded.
+    ``out_dir/plots`` (``mesh_plots=False``: only the joint pictures). Returns the ``.npz`` path.
+    Box file and images are checked before any model is loaded.
     """
     from tqdm.auto import tqdm
 
@@ -376,7 +382,7 @@ def predict_folder(
         stop = start + batch_size
         part = predictor(images[start:stop], people[start:stop], num_hypotheses, focal, generator)
         if plots:
-            written += _plots(part, model.body, out / "plots", start)
+            written += _plots(part, model.body, out / "plots", start, meshes=mesh_plots)
         parts.append(part)
     result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "crop"}
     result["body"] = np.array(config.body)

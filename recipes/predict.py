@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> Path:
         "--focal", type=float, default=None, help="focal length in pixels (default sqrt(W^2+H^2))"
     )
     parser.add_argument("--box-scale", type=float, default=1.2, help="square crop side / longer box side")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", action="store_true", help="write no pictures")
+    parser.add_argument("--no-mesh-plots", action="store_true", help="only the joint-hypothesis pictures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
         args.focal,
         args.box_scale,
         plots=not args.no_plots,
+        mesh_plots=not args.no_mesh_plots,
         seed=args.seed,
         device=args.device,
     )

@@ -74,7 +74,10 @@ def sparse_smplx_to_smpl(num_smpl, num_smplx, seed=0):
     vals = vals / vals.sum(1, keepdim=True)
     rows = torch.arange(num_smpl)[:, None].expand(-1, 3)
     return torch.sparse_coo_tensor(
-        torch.stack([rows.reshape(-1), cols.reshape(-1)]), vals.reshape(-1), (num_smpl, num_smplx)
+        torch.stack([rows.reshape(-1), cols.reshape(-1)]),
+        vals.reshape(-1),
+        (num_smpl, num_smplx),
+        check_invariants=True,
     ).coalesce()
 
 

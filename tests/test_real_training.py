@@ -1,4 +1,4 @@
-"""Real data wired into training and evaluation: configs, mixtures, one training step, the Tables 1/2 protocols.
+"""Real data in training and evaluation: configs, mixtures, one training step, the Tables 1/2 protocols.
 
 Everything runs on miniature data sets in the real formats (``humr.data.fake_real``) and stand-in
 SMPL-X / SMPL files (``humr.bodies.fake_files``): random bodies, real code paths.
@@ -24,7 +24,7 @@ from humr.training.real_data import (
     MixtureDataset,
     build_real_datasets,
     check_real_data_config,
-    test_protocol,
+    evaluation_protocol,
     train_specs,
 )
 
@@ -42,7 +42,7 @@ def few_threads():
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    """A reference ``data/`` root with two BEDLAM scenes, AGORA, 3DPW train/test and EMDB's occlusion subset."""
+    """A reference ``data/`` root: two BEDLAM scenes, AGORA, 3DPW train/test, EMDB occlusion subset."""
     root = tmp_path_factory.mktemp("data")
     for i, kind in enumerate(("bedlam", "bedlam_closeup", "agora", "3dpw_train", "3dpw_test", "emdb_occl")):
         rows = 6 if kind in ("3dpw_test", "emdb_occl") else 5
@@ -63,16 +63,27 @@ def files(tmp_path_factory) -> dict[str, Path]:
     rng = np.random.default_rng(4)
     cols = rng.integers(0, 10475, (6890, 3))
     vals = rng.dirichlet(np.ones(3), 6890)
-    matrix = scipy.sparse.csr_matrix((vals.ravel(), (np.repeat(np.arange(6890), 3), cols.ravel())), (6890, 10475))
+    matrix = scipy.sparse.csr_matrix(
+        (vals.ravel(), (np.repeat(np.arange(6890), 3), cols.ravel())), (6890, 10475)
+    )
     with open(d / "smplx2smpl.pkl", "wb") as f:
         pickle.dump({"matrix": matrix}, f)
-    return {"smplx": d / "smplx", "smpl": d / "smpl", "h36m": d / "J_regressor_h36m.npy",
-            "smplx2smpl": d / "smplx2smpl.pkl", "matrix": matrix}
+    return {
+        "smplx": d / "smplx",
+        "smpl": d / "smpl",
+        "h36m": d / "J_regressor_h36m.npy",
+        "smplx2smpl": d / "smplx2smpl.pkl",
+        "matrix": matrix,
+    }
 
 
 def _eval_config(files, **kw) -> EvalConfig:
-    return EvalConfig(smpl_model_path=str(files["smpl"]), smplx_to_smpl_path=str(files["smplx2smpl"]),
-                      h36m_regressor_path=str(files["h36m"]), **kw)
+    return EvalConfig(
+        smpl_model_path=str(files["smpl"]),
+        smplx_to_smpl_path=str(files["smplx2smpl"]),
+        h36m_regressor_path=str(files["h36m"]),
+        **kw,
+    )
 
 
 # ----------------------------------------------------------------------------- configs
@@ -89,10 +100,18 @@ def test_bad_data_configs_fail_early_naming_the_field(root, tmp_path):
         (replace(ok, root=str(tmp_path)), FileNotFoundError, "annotation file of 'bedlam'"),
         (replace(ok, ratios=(0.5, 0.5)), ValueError, "data.ratios: expected 3 values"),
         (replace(ok, ratios=(1.0, -1.0, 1.0)), ValueError, "data.ratios: expected non-negative"),
-        (replace(ok, features_dir=str(tmp_path), augment=True), ValueError, "data.features_dir, data.augment"),
+        (
+            replace(ok, features_dir=str(tmp_path), augment=True),
+            ValueError,
+            "data.features_dir, data.augment",
+        ),
         (replace(ok, features_dir=str(tmp_path)), FileNotFoundError, "data.features_dir: no cached features"),
         (replace(ok, samples_dir=str(tmp_path / "nowhere")), FileNotFoundError, "data.samples_dir"),
-        (replace(ok, samples_dir=str(tmp_path)), FileNotFoundError, "no heatmap samples of 'static-hdri'"),
+        (
+            replace(ok, samples_dir=str(tmp_path)),
+            FileNotFoundError,
+            "no heatmap samples of 'closeup-suburba'",
+        ),
         (replace(ok, test_dataset="h36m"), ValueError, "data.test_dataset"),
         (replace(ok, test_dataset="emdb"), FileNotFoundError, "data.test_dataset: annotation file"),
     ]
@@ -109,20 +128,51 @@ def test_bedlam_means_every_scene_under_the_root_and_samples_are_found(root):
     assert sorted(s.name for s in groups[0].specs) == ["closeup-suburba", "static-hdri"]
     assert [s.name for s in groups[1].specs] == ["agora-bfh"]
     for group in groups:  # the reference layout under <root>/heatmap_samples is picked up
-        assert all(s.samples == str(root / "heatmap_samples") and s.samples_layout == "reference"
-                   for s in group.specs)
-    assert test_protocol(DataConfig(test_dataset="emdb_occluded")) == "emdb"
-    assert test_protocol(DataConfig()) == "3dpw"
+        assert all(
+            s.samples == str(root / "heatmap_samples") and s.samples_layout == "reference"
+            for s in group.specs
+        )
+    assert evaluation_protocol(DataConfig(test_dataset="emdb_occluded")) == "emdb"
+    assert evaluation_protocol(DataConfig()) == "3dpw"
 
 
 def test_items_follow_the_batch_contract(root):
-    config = DataConfig(dataset="bedlam+agora+3dpw", root=str(root), image_size=64, test_dataset="emdb_occluded")
+    config = DataConfig(
+        dataset="bedlam+agora+3dpw", root=str(root), image_size=64, test_dataset="emdb_occluded"
+    )
     train, test = build_real_datasets(config, "smplx")
     for i in range(0, len(train), 4):
         check_sample(train[i], 22, 11)
     item = test[0]
     check_sample(item, 24, 10)
     assert bool(item["mask_valid"]) and item["distance_map"].shape == (96, 96)  # 1.5 x the crop
+
+
+def test_cached_features_reach_train_and_test_items(root, tmp_path):
+    from humr.data.bedlam_cliff import BedlamCliffDataset, FilterConfig, preset
+    from humr.data.precompute import precompute_features
+    from humr.model.encoders import HRNetEncoder
+
+    torch.manual_seed(0)
+    encoder = HRNetEncoder(width=8).eval()  # 120 features
+    for key in ("agora-bfh", "emdb-p1-occl"):
+        data = BedlamCliffDataset(
+            preset(key, root, samples=None), crop_size=64, filter=FilterConfig(enabled=False)
+        )
+        precompute_features(data, encoder, tmp_path / key, batch_size=8, progress=False)
+    config = DataConfig(
+        dataset="agora",
+        root=str(root),
+        image_size=64,
+        features_dir=str(tmp_path),
+        augment=False,
+        test_dataset="emdb_occluded",
+    )
+    train, test = build_real_datasets(config, "smplx")
+    for item in (train[0], test[1]):
+        with torch.no_grad():
+            direct = encoder(item["image"][None])[0]
+        torch.testing.assert_close(item["image_features"], direct, atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- mixtures
@@ -167,7 +217,9 @@ def test_mixture_by_size_is_the_concatenation(lengths, u):
 
 
 def test_mixture_ratios_are_applied_to_real_sets(root):
-    config = DataConfig(dataset="bedlam+agora", root=str(root), ratios=(1.0, 3.0), augment=False, image_size=64)
+    config = DataConfig(
+        dataset="bedlam+agora", root=str(root), ratios=(1.0, 3.0), augment=False, image_size=64
+    )
     train, _ = build_real_datasets(config, "smplx")
     sizes = train.lengths  # static-hdri, closeup-suburba, agora-bfh
     assert len(sizes) == 3 and len(train) == sizes.sum()
@@ -191,8 +243,9 @@ def _model(files, body_path: Path):
     from humr.model.humr_model import HumrModel
 
     torch.manual_seed(0)
-    config = ModelConfig(image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16,
-                         head_hidden=16)
+    config = ModelConfig(
+        image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
+    )
     return HumrModel(config, SMPLXBody(body_path)).eval()
 
 
@@ -220,13 +273,16 @@ def test_protocols_match_a_brute_force_computation(root, files, test_dataset):
     model = _model(files, files["smplx"])
     s = 3
     eval_config = _eval_config(files, num_hypotheses=s, batch_size=4, plots=False)
-    protocol = test_protocol(config)
+    protocol = evaluation_protocol(config)
     metrics = evaluate_real(model, test, eval_config, protocol, progress=False, seed=5)
 
     # Brute force: the same hypotheses, dense matrices, smplx's own SMPL in axis-angle for the ground truth.
     batch = torch.utils.data.default_collate([test[i] for i in range(len(test))])
     gen = torch.Generator().manual_seed(5)
-    hyps = [model({k: v[i:i + 4] for k, v in batch.items()}, s - 1, generator=gen) for i in range(0, len(test), 4)]
+    hyps = [
+        model({k: v[i : i + 4] for k, v in batch.items()}, s - 1, generator=gen)
+        for i in range(0, len(test), 4)
+    ]
     rot = torch.cat([h.rotmat for h in hyps])
     shape = torch.cat([h.shape for h in hyps])
     with torch.no_grad():
@@ -239,10 +295,13 @@ def test_protocols_match_a_brute_force_computation(root, files, test_dataset):
         data = dict(np.load(files["smpl"] / f"SMPL_{gender}.npz"))
         layer = smplx.SMPL(str(files["smpl"]), data_struct=Struct(**data), gender=gender.lower())
         pose = torch.from_numpy(ann.pose[row]).float()[None]
-        out = layer(betas=torch.from_numpy(ann.shape[row]).float()[None], global_orient=pose[:, :3],
-                    body_pose=pose[:, 3:72])
-        gt_v.append(out.vertices[0].double().numpy())
-        gt_j.append(out.joints[0, :24].double().numpy())
+        out = layer(
+            betas=torch.from_numpy(ann.shape[row]).float()[None],
+            global_orient=pose[:, :3],
+            body_pose=pose[:, 3:72],
+        )
+        gt_v.append(out.vertices[0].detach().double().numpy())
+        gt_j.append(out.joints[0, :24].detach().double().numpy())
     gt_v = np.stack(gt_v)
     if protocol == "3dpw":
         reg = np.load(files["h36m"]).astype(np.float64)[[6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]]
@@ -255,8 +314,12 @@ def test_protocols_match_a_brute_force_computation(root, files, test_dataset):
     pr, gr = pred_j[:, :, hips].mean(2, keepdims=True), gt_j[:, None, hips].mean(2, keepdims=True)
     mpjpe = np.linalg.norm((pred_j - pr) - (gt_j[:, None] - gr), axis=-1).mean(-1) * 1000
     pve = np.linalg.norm((pred_v - pr) - (gt_v[:, None] - gr), axis=-1).mean(-1) * 1000
-    pa = np.array([[np.linalg.norm(_procrustes(p, g) - g, axis=-1).mean() * 1000 for p in ps]
-                   for ps, g in zip(pred_j, gt_j)])
+    pa = np.array(
+        [
+            [np.linalg.norm(_procrustes(p, g) - g, axis=-1).mean() * 1000 for p in ps]
+            for ps, g in zip(pred_j, gt_j)
+        ]
+    )
     for name, err in (("mpjpe", mpjpe), ("pve", pve), ("pa_mpjpe", pa)):
         np.testing.assert_allclose(metrics[f"{name}_mode"], err[:, 0].mean(), rtol=1e-3)
         np.testing.assert_allclose(metrics[f"{name}_best"], err.min(1).mean(), rtol=1e-3)
@@ -278,12 +341,39 @@ def test_missing_evaluation_files_fail_before_loading(files, tmp_path):
 
 
 def _recipe_args(root, files, out: Path) -> list[str]:
-    return ["--data", "bedlam+agora+3dpw", "--data.root", str(root), "--body", "smplx",
-            "--body-model-dir", str(files["smplx"]), "--tiny", "--model.encoder", "small_cnn",
-            "--model.freeze_encoder", "false", "--data.image_size", "64", "--data.batch_size", "4",
-            "--steps", "1", "--output-dir", str(out), "--data.test_dataset", "emdb_occluded",
-            "--eval.smpl_model_path", str(files["smpl"]), "--eval.smplx_to_smpl_path", str(files["smplx2smpl"]),
-            "--eval.num_hypotheses", "3", "--eval.plots", "false"]
+    return [
+        "--data",
+        "bedlam+agora+3dpw",
+        "--data.root",
+        str(root),
+        "--body",
+        "smplx",
+        "--body-model-dir",
+        str(files["smplx"]),
+        "--tiny",
+        "--model.encoder",
+        "small_cnn",
+        "--model.freeze_encoder",
+        "false",
+        "--data.image_size",
+        "64",
+        "--data.batch_size",
+        "4",
+        "--steps",
+        "1",
+        "--output-dir",
+        str(out),
+        "--data.test_dataset",
+        "emdb_occluded",
+        "--eval.smpl_model_path",
+        str(files["smpl"]),
+        "--eval.smplx_to_smpl_path",
+        str(files["smplx2smpl"]),
+        "--eval.num_hypotheses",
+        "3",
+        "--eval.plots",
+        "false",
+    ]
 
 
 def test_one_training_step_on_real_data(root, files, tmp_path):
@@ -312,8 +402,9 @@ def test_paper_full_and_evaluate_recipes_on_real_data(root, files, tmp_path, cap
     assert np.isfinite(metrics["mpjpe_mode"]) and metrics["num_images"] == 6
     assert (out / "metrics.json").is_file() and "MPJPE" in capsys.readouterr().out
     ckpt = out / "checkpoints" / "last.ckpt"
-    again = main_evaluate([str(ckpt), "--data.test_dataset", "3dpw_test",
-                           "--eval.h36m_regressor_path", str(files["h36m"])])
+    again = main_evaluate(
+        [str(ckpt), "--data.test_dataset", "3dpw_test", "--eval.h36m_regressor_path", str(files["h36m"])]
+    )
     table = capsys.readouterr().out
     assert np.isfinite(again["mpjpe_best"]) and again["protocol"] == "3dpw" and "PA-MPJPE" in table
     assert PAPER_FULL.data.dataset == "bedlam+agora+3dpw"  # the recipe's real-data default is the paper's

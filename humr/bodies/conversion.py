@@ -64,7 +64,9 @@ def _to_sparse(matrix, name: str, dtype: torch.dtype) -> Tensor:
     elif hasattr(matrix, "tocoo"):  # scipy.sparse, without importing scipy here
         coo = matrix.tocoo()
         idx = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
-        t = torch.sparse_coo_tensor(idx, torch.from_numpy(np.asarray(coo.data)), coo.shape)
+        t = torch.sparse_coo_tensor(
+            idx, torch.from_numpy(np.asarray(coo.data)), coo.shape, check_invariants=True
+        )
     else:
         try:
             arr = np.asarray(matrix)

@@ -790,22 +790,29 @@ class SyntheticDataset(Dataset):
         return int(self.arrays["pose"].shape[0])
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
+        """Several items with one read per field (the DataLoader calls this for a whole batch)."""
         n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index: expected in [-{n}, {n}), found {index}")
-        index = index % n
-        a = self.arrays
-        out: dict[str, Tensor] = {}
+        bad = [i for i in indices if not -n <= i < n]
+        if bad:
+            raise IndexError(f"index: expected in [-{n}, {n}), found {bad[:5]}")
+        rows = np.asarray(indices, dtype=np.int64) % n
+        order = np.argsort(rows, kind="stable")  # sorted reads are sequential on the memory map
+        batched: dict[str, Tensor] = {}
         for name in FIELDS:
             if name in ("index", "distance_map_extent"):
                 continue
-            value = np.array(a[name][index])
-            t = torch.from_numpy(value)
+            values = np.empty((len(rows), *self.arrays[name].shape[1:]), dtype=self.arrays[name].dtype)
+            values[order] = self.arrays[name][rows[order]]
+            t = torch.from_numpy(values)
             if name == "image":
                 t = t.float() / 255.0
             elif t.is_floating_point():
                 t = t.float()
-            out[name] = t
-        out["distance_map_extent"] = torch.tensor(self.config.render_size / self.config.image_size)
-        out["index"] = torch.tensor(index, dtype=torch.long)
-        return out
+            batched[name] = t
+        batched["distance_map_extent"] = torch.full((len(rows),), self.config.render_size / self.config.image_size)
+        batched["index"] = torch.from_numpy(rows)
+        names = list(batched)
+        return [dict(zip(names, values)) for values in zip(*(batched[k].unbind(0) for k in names))]

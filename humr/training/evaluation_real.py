@@ -236,3 +236,24 @@ def _update_distribution(acc: MetricAccumulator, batch, hyps, visibility_thresho
         unit="pixels",
         crop_pixels=REFERENCE_CROP_PIXELS,
     )
+
+
+def evaluate_experiment(
+    model: HumrModel,
+    dataset: Dataset,
+    data_config,
+    eval_config: EvalConfig,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The evaluation a data config calls for: :func:`humr.training.evaluation.evaluate` on the synthetic
+    set, :func:`evaluate_real` with the test set's protocol on real data (the trainer's one dispatch)."""
+    if data_config.dataset == "synthetic":
+        from humr.training.evaluation import evaluate
+
+        return evaluate(model, dataset, eval_config, out_dir=out_dir, progress=progress)
+    from humr.training.real_data import evaluation_protocol
+
+    return evaluate_real(
+        model, dataset, eval_config, evaluation_protocol(data_config), out_dir=out_dir, progress=progress
+    )

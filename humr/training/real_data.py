@@ -61,9 +61,9 @@ __all__ = [
     "DEFAULT_TEST_SET",
     "RealTrainSet",
     "MixtureDataset",
-    "test_protocol",
+    "evaluation_protocol",
     "train_specs",
-    "test_spec",
+    "evaluation_spec",
     "check_real_data_config",
     "build_real_datasets",
 ]
@@ -95,7 +95,7 @@ class RealTrainSet:
     specs: tuple[DatasetSpec, ...]
 
 
-def test_protocol(config: DataConfig) -> str:
+def evaluation_protocol(config: DataConfig) -> str:
     """The evaluation protocol (``"3dpw"`` or ``"emdb"``) of the config's test set."""
     name = config.test_dataset or DEFAULT_TEST_SET
     if name not in TEST_SETS:
@@ -189,10 +189,10 @@ def train_specs(config: DataConfig) -> list[RealTrainSet]:
     return groups
 
 
-def test_spec(config: DataConfig) -> DatasetSpec:
+def evaluation_spec(config: DataConfig) -> DatasetSpec:
     """The test set's spec (``config.test_dataset``, default ``"3dpw_test"``), its files checked."""
     root = _root(config)
-    test_protocol(config)  # validates the name
+    evaluation_protocol(config)  # validates the name
     key = TEST_SETS[config.test_dataset or DEFAULT_TEST_SET][0]
     spec = preset(key, root, samples=None)
     if not Path(spec.annotation).is_file():
@@ -232,9 +232,9 @@ def check_real_data_config(config: DataConfig) -> None:
         )
     if config.image_size < 32:
         raise ValueError(f"data.image_size: expected >= 32 pixels, found {config.image_size}")
-    test_protocol(config)
+    evaluation_protocol(config)
     train_specs(config)
-    test_spec(config)
+    evaluation_spec(config)
 
 
 class MixtureDataset(Dataset):
@@ -352,7 +352,7 @@ def build_real_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset
         weights += list(sizes if math.isnan(ratio) else ratio * sizes / sizes.sum())
     train = MixtureDataset(parts, None if not config.ratios else weights, seed=config.seed)
     test = BedlamCliffDataset(
-        test_spec(config),
+        evaluation_spec(config),
         augment=None,
         crop_size=config.image_size,
         mask_dilation=0,

@@ -1,0 +1,259 @@
+"""Prediction on a user's images (humr.inference, recipes/predict.py) and the precompute recipe's CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from humr.bodies.fake_files import write_smplx_npz
+from humr.config import ExperimentConfig, ModelConfig, config_to_dict
+from humr.inference import PersonBox, load_model, read_boxes
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+BOXES = [
+    ("a.png", (40.0, 20.0, 120.0, 200.0)),
+    ("a.png", (150.0, 30.0, 230.0, 190.0)),
+    ("b.jpg", (10, 5, 90, 150)),
+]
+
+
+def _recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"humr_recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True, scope="module")
+def few_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def vitpose_dir(tmp_path_factory) -> Path:
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
+
+    torch.manual_seed(0)
+    backbone = VitPoseBackboneConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, out_indices=[1]
+    )
+    model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17))
+    path = tmp_path_factory.mktemp("vitpose") / "tiny"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint as Lightning writes it (config in hyper_parameters, ``model.*`` state), fake SMPL-X."""
+    from humr.training.module import HumrLightning
+
+    d = tmp_path_factory.mktemp("ckpt")
+    write_smplx_npz(d / "smplx" / "SMPLX_NEUTRAL.npz", seed=1)
+    model = ModelConfig(
+        image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
+    )
+    config = ExperimentConfig(body="smplx", body_model_path=str(d / "smplx"), model=model)
+    torch.manual_seed(0)
+    module = HumrLightning(config)
+    path = d / "last.ckpt"
+    torch.save(
+        {"hyper_parameters": {"config": config_to_dict(config)}, "state_dict": module.state_dict()}, path
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name, (w, h) in (("a.png", (260, 220)), ("b.jpg", (120, 160))):
+        img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        cv2.rectangle(img, (w // 4, h // 5), (w // 2, 4 * h // 5), (200, 120, 90), -1)
+        cv2.imwrite(str(d / name), img)
+    return d
+
+
+def _csv(path: Path, rows, header: bool = True) -> Path:
+    lines = (["image,x0,y0,x1,y1"] if header else []) + [",".join(map(str, [n, *b])) for n, b in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_box_files_json_and_csv_read_alike(tmp_path):
+    expected = [PersonBox(n, tuple(float(v) for v in b)) for n, b in BOXES]
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([{"image": n, "box": list(b)} for n, b in BOXES]))
+    keyed = tmp_path / "keyed.json"
+    keyed.write_text(
+        json.dumps({"a.png": [list(BOXES[0][1]), list(BOXES[1][1])], "b.jpg": list(BOXES[2][1])})
+    )
+    for path in (
+        listed,
+        keyed,
+        _csv(tmp_path / "b.csv", BOXES),
+        _csv(tmp_path / "nh.csv", BOXES, header=False),
+    ):
+        assert read_boxes(path) == expected
+    center, side = expected[0].square(1.2)
+    np.testing.assert_allclose(center, [80.0, 110.0])
+    assert side == pytest.approx(1.2 * 180.0)
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("a.png,1,2,3", r"line 2: expected 5 fields"),
+        ("a.png,1,2,x,4", r"line 2: box coordinates must be numbers"),
+        ("a.png,10,2,5,40", r"line 2: expected finite x0 < x1"),
+        ("a.png,1,2,nan,40", r"line 2: expected finite x0 < x1"),
+    ],
+)
+def test_bad_box_rows_name_the_file_and_line(tmp_path, row, message):
+    path = tmp_path / "boxes.csv"
+    path.write_text(f"image,x0,y0,x1,y1\n{row}\n")
+    with pytest.raises(ValueError, match=message) as info:
+        read_boxes(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_files_are_clear_errors(tmp_path, images, checkpoint, vitpose_dir):
+    from humr.inference import predict_folder
+
+    with pytest.raises(FileNotFoundError, match="boxes: no file"):
+        read_boxes(tmp_path / "none.csv")
+    missing = _csv(tmp_path / "m.csv", [("c.png", (1, 2, 30, 40))])
+    with pytest.raises(FileNotFoundError, match=r"person 0 \(c.png\): image .*c.png not found"):
+        predict_folder(images, missing, checkpoint, vitpose_dir, tmp_path / "out")
+    outside = _csv(tmp_path / "o.csv", [("b.jpg", (500, 2, 530, 40))])
+    with pytest.raises(ValueError, match="lies outside image"):
+        predict_folder(images, outside, checkpoint, vitpose_dir, tmp_path / "out")
+    boxes = _csv(tmp_path / "ok.csv", BOXES)
+    with pytest.raises(FileNotFoundError, match="checkpoint: no file"):
+        predict_folder(images, boxes, tmp_path / "none.ckpt", vitpose_dir, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        predict_folder(images, boxes, checkpoint, tmp_path / "no-vitpose", tmp_path / "out")
+
+
+def test_predict_recipe_writes_consistent_hypotheses(tmp_path, images, checkpoint, vitpose_dir):
+    from humr.rotations import axis_angle_to_matrix
+
+    boxes = _csv(tmp_path / "boxes.csv", BOXES)
+    s = 6
+    path = _recipe("predict").main(
+        [
+            str(checkpoint),
+            "--images",
+            str(images),
+            "--boxes",
+            str(boxes),
+            "--vitpose",
+            str(vitpose_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--num-hypotheses",
+            str(s),
+            "--batch-size",
+            "2",
+            "--no-mesh-plots",  # the stand-in SMPL-X mesh is random triangles: slow to rasterise
+        ]
+    )
+    out = dict(np.load(path))
+    p = len(BOXES)
+    assert out["rotmat"].shape == (p, s, 22, 3, 3) and out["log_likelihood"].shape == (p, s)
+    assert out["shape"].shape == (p, 11) and out["translation"].shape == (p, 3)
+    assert out["image"].tolist() == [n for n, _ in BOXES] and str(out["body"]) == "smplx"
+    rot = torch.from_numpy(out["rotmat"]).double()
+    torch.testing.assert_close(
+        rot @ rot.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand_as(rot), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        axis_angle_to_matrix(torch.from_numpy(out["axis_angle"]).double()), rot, atol=1e-5, rtol=0
+    )
+    # 2D keypoints are the pinhole projection of the camera-frame keypoints (principal point = image centre).
+    kp3, f = out["keypoints_3d"], out["focal"][:, None, None, None]
+    proj = f * kp3[..., :2] / kp3[..., 2:] + out["image_size"][:, None, None] / 2
+    np.testing.assert_allclose(out["keypoints_2d"], proj, rtol=1e-4, atol=1e-2)
+    # The stored log-likelihoods equal the flow's density of the stored poses, evaluated the other way round.
+    model, config = load_model(checkpoint)
+    from humr.data.precompute import load_vitpose
+    from humr.inference import Predictor
+
+    predictor = Predictor(model, load_vitpose(vitpose_dir), config.data.image_size)
+    people = read_boxes(boxes)
+    pics = [cv2.cvtColor(cv2.imread(str(images / b.image)), cv2.COLOR_BGR2RGB) for b in people]
+    with torch.no_grad():
+        context = model.condition(predictor.batch(pics, people))
+        pose6d = torch.from_numpy(out["pose6d"]) - model.pose_offset
+        logp = torch.stack([model.flow.log_prob(pose6d[:, k], context) for k in range(s)], 1)
+    np.testing.assert_allclose(out["log_likelihood"], logp.numpy(), rtol=1e-3, atol=1e-2)
+    # The detector pose lies in the detector's box around each person.
+    centers, sides = out["center"], out["box_size"]
+    assert (
+        np.abs(out["detector_keypoints"][..., :2] - centers[:, None]) <= sides[:, None, None] * 2 / 3 + 1
+    ).all()
+    plots = sorted((tmp_path / "out" / "plots").glob("*.png"))
+    assert len(plots) == p and all(cv2.imread(str(f)).shape == (512, 512, 3) for f in plots)
+
+
+def test_precompute_heatmaps_recipe_writes_a_store(tmp_path, vitpose_dir):
+    from humr.data.fake_real import write_fake_dataset
+    from humr.data.sample_store import HeatmapSampleStore
+
+    write_fake_dataset(tmp_path / "data", "agora", num_rows=3, samples_layout=None)
+    _recipe("precompute_heatmaps").main(
+        [
+            "--data-root",
+            str(tmp_path / "data"),
+            "--dataset",
+            "agora-bfh",
+            "--vitpose",
+            str(vitpose_dir),
+            "--out",
+            str(tmp_path / "s"),
+            "--num-samples",
+            "8",
+            "--batch-size",
+            "2",
+        ]
+    )
+    store = HeatmapSampleStore(tmp_path / "s" / "agora-bfh")
+    assert store.store.done().all() and store(2).xy.shape == (17, 8, 2)
+
+
+def test_predict_with_the_anny_body_draws_mesh_pictures(tmp_path, images, vitpose_dir):
+    from humr.inference import predict_folder
+    from humr.training.module import HumrLightning
+
+    model = ModelConfig(
+        image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
+    )
+    config = ExperimentConfig(body="anny", model=model)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "anny.ckpt"
+    torch.save(
+        {
+            "hyper_parameters": {"config": config_to_dict(config)},
+            "state_dict": HumrLightning(config).state_dict(),
+        },
+        ckpt,
+    )
+    boxes = _csv(tmp_path / "boxes.csv", BOXES[2:])
+    path = predict_folder(
+        images, boxes, ckpt, vitpose_dir, tmp_path / "out", num_hypotheses=4, progress=False
+    )
+    with np.load(path) as out:
+        assert out["rotmat"].shape[:2] == (1, 4) and str(out["body"]) == "anny"
+    names = sorted(p.name for p in (tmp_path / "out" / "plots").glob("*.png"))
+    assert len(names) == 2 and names[0].startswith("0000_b_joint") and names[1] == "0000_b_meshes.png"
