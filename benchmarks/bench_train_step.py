@@ -197,6 +197,10 @@ def phase_labels(model) -> Iterator[None]:
         ]
     patches += [(obj, "mask_loss", "loss_mask"), (ref, "reference_mask_loss", "loss_mask")]
     patches += [(obj, "training_losses", "losses"), (ref, "reference_training_losses", "losses")]
+    with contextlib.suppress(ImportError):  # smplx's LBS pieces, called by the full forward
+        import smplx.lbs as lbs
+
+        patches += [(lbs, name, label) for name, label in LBS_LABELS.items()]
     saved = []
     for owner, attr, label in patches:
         if not hasattr(owner, attr):
@@ -214,6 +218,9 @@ def phase_labels(model) -> Iterator[None]:
                 delattr(owner, attr)
 
 
+#: ``smplx.lbs`` helpers -> labels; the rest of ``body_full_forward`` is pose blend shapes + skinning.
+LBS_LABELS = {"blend_shapes": "lbs: shape blend", "vertices2joints": "lbs: joint regression",
+              "batch_rigid_transform": "lbs: rigid transforms"}
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 SYNC_OPS = ("aten::_local_scalar_dense",)
 
@@ -260,7 +267,7 @@ def phase_breakdown(prof, labels: set[str], cuda: bool) -> tuple[dict[str, list[
             table["backward"][0] -= d  # what remains of the label is the engine's own time
             key = "accumulate grads" if "AccumulateGrad" in e.name else seq_label.get(e.sequence_nr, "step")
             table[key][1] += d
-    table["backward: engine overhead"][1] += table.pop("backward")[0]
+    table["backward: engine overhead"][1] += table.pop("backward", [0.0, 0.0, 0])[0]
     table["other (unlabelled)"] = table.pop("step", [0.0, 0.0, 0])
     out = {k: [v[0] / 1e3, v[1] / 1e3, v[2]] for k, v in table.items()}
     return out, step_us / 1e3
@@ -270,7 +277,7 @@ LABELS = {
     "step", "data_to_device", "losses", "condition", "flow_nll", "flow_sample", "rot6d_to_matrix",
     "shape_camera_head", "body_keypoints", "body_full_forward", "keypoints_from_output", "projection",
     "loss_nll", "loss_keypoint_2d", "loss_shape", "loss_orth", "mmd_targets", "loss_mmd", "loss_mask",
-    "mask_pixel_distances", "backward", "optimizer",
+    "mask_pixel_distances", "backward", "optimizer", *LBS_LABELS.values(),
 }
 
 

@@ -311,10 +311,8 @@ def _plots(out: dict[str, np.ndarray], body, folder: Path, offset: int, meshes: 
             continue
         rot = torch.from_numpy(out["rotmat"][p, :4])
         shape = torch.from_numpy(out["shape"][p]).expand(rot.shape[0], -1)
-        param = next(body.parameters(), None) if hasattr(body, "parameters") else None
-        dtype = param.dtype if param is not None else torch.float32
         with torch.no_grad():
-            vertices = body(rot.to(dtype), shape.to(dtype)).vertices
+            vertices = body(rot.float(), shape.float()).vertices
         path = folder / f"{stem}_meshes.png"
         plot_mesh_hypotheses(vertices.cpu().numpy(), body.faces.cpu().numpy(), path)
         written.append(path)

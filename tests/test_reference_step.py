@@ -114,7 +114,8 @@ def test_reference_step_gives_the_losses_and_gradients_of_the_library_step(smplx
     assert apply.any()
     # A mask on which the library's look-up and the per-pixel test agree at every applied point.
     extent, size, rng = 1.1 * float(points.abs().max()), 24, np.random.default_rng(0)
-    masks = [unambiguous_mask(points[i][apply[i]].reshape(-1, 2).numpy(), size, extent, rng) for i in range(3)]
+    masks = [unambiguous_mask(points[i][apply[i]].reshape(-1, 2).numpy(), size, extent, rng)
+             for i in range(3)]
     dmap = mask_to_distance_map(np.stack(masks), extent=extent).double()
     batch.update(distance_map=dmap, distance_map_extent=torch.full((3,), extent),
                  heatmap_sample_mask_distance=lookup_distance_map(batch["heatmap_samples"], dmap, extent))
@@ -165,9 +166,8 @@ def test_reference_mask_loss_equals_the_library_where_the_inside_tests_agree(sam
     b, k, s, m, size = 2, 3, 5, 7, 16
     pred = torch.from_numpy(rng.uniform(-0.9, 0.9, (b, k, s, 2))).requires_grad_(True)
     samples = torch.from_numpy(rng.uniform(-0.9, 0.9, (b, k, m, 2)))
-    dmap = mask_to_distance_map(
-        np.stack([unambiguous_mask(pred[i].detach().reshape(-1, 2).numpy(), size, 1.0, rng) for i in range(b)])
-    ).double()
+    masks = [unambiguous_mask(pred[i].detach().reshape(-1, 2).numpy(), size, 1.0, rng) for i in range(b)]
+    dmap = mask_to_distance_map(np.stack(masks)).double()
     sample_dist = lookup_distance_map(samples, dmap)
     apply = torch.from_numpy(rng.random((b, k)) < 0.7)
     valid = torch.from_numpy(rng.random((b, k, m)) < 0.8)

@@ -19,7 +19,7 @@
 Example (a tiny random ViTPose; real use loads a saved ViTPose-H checkpoint directory):
     >>> from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
     >>> cfg = VitPoseConfig(backbone_config=VitPoseBackboneConfig(hidden_size=32, num_hidden_layers=1,
-    ...                     num_attention_heads=2, out_indices=[1]))
+    ...                     num_attention_heads=2, out_indices=[1]), num_labels=17)
     >>> model = VitPoseForPoseEstimation(cfg).eval()
     >>> import numpy as np
     >>> kp = detect_keypoints(model, [np.zeros((100, 80, 3), np.uint8)], np.array([[40.0, 50.0]]),

@@ -812,7 +812,8 @@ class SyntheticDataset(Dataset):
             elif t.is_floating_point():
                 t = t.float()
             batched[name] = t
-        batched["distance_map_extent"] = torch.full((len(rows),), self.config.render_size / self.config.image_size)
+        extent = self.config.render_size / self.config.image_size
+        batched["distance_map_extent"] = torch.full((len(rows),), extent)
         batched["index"] = torch.from_numpy(rows)
         names = list(batched)
         return [dict(zip(names, values)) for values in zip(*(batched[k].unbind(0) for k in names))]

@@ -20,10 +20,11 @@ from humr.eval.accumulator import MetricAccumulator
 from humr.model.humr_model import HumrModel
 from humr.training.objective import ARTICULATED_COCO
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "eval_batches", "update_distribution", "write_plots"]
 
 
-def _batches(dataset: Dataset, config: EvalConfig) -> DataLoader:
+def eval_batches(dataset: Dataset, config: EvalConfig) -> DataLoader:
+    """The evaluation loader: in order, the first ``config.max_images`` images."""
     if len(dataset) == 0:
         raise ValueError("dataset: the evaluation set is empty")
     if config.max_images is not None:
@@ -43,8 +44,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics over ``dataset`` with ``config.num_hypotheses`` hypotheses per image (mode first).
 
-    Returns the accumulator's means (mm for 3D, 256-crop pixels for 2D, % and crop units for
-    the mask metrics), the best-of-N curves under ``"curves"``, and writes pictures to
+    Returns the accumulator's means (mm for 3D, 256-crop pixels for 2DKP and MinDist, % for
+    PercIn), the best-of-N curves under ``"curves"``, and writes pictures to
     ``out_dir/plots`` when ``config.plots``.
     """
     model.eval()
@@ -53,7 +54,7 @@ def evaluate(
     acc = MetricAccumulator()
     first_batch = None
     first_hyps = None
-    loader = _batches(dataset, config)
+    loader = eval_batches(dataset, config)
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
         hyps = model(batch, num_samples=config.num_hypotheses - 1, generator=generator)
         gt_pose, gt_shape = batch["pose"], batch["shape"].to(hyps.shape.dtype)
@@ -66,15 +67,7 @@ def evaluate(
         acc.update_accuracy(
             pred_joints, gt_joints, root=0, pred_vertices=pred_vertices, gt_vertices=gt_vertices
         )
-        conf = batch["detector_keypoints"][..., 2]
-        valid = batch["keypoints_2d_valid"].bool()
-        visible = valid & (conf >= visibility_threshold)
-        acc.update_consistency(hyps.keypoints_2d, batch["keypoints_2d"], visible)
-        acc.update_diversity(hyps.keypoints_3d, visible)
-        invisible = valid & ~visible & batch["mask_valid"].bool()[:, None]
-        acc.update_plausibility(
-            hyps.keypoints_2d, batch["distance_map"], invisible, extent=float(batch["distance_map_extent"][0])
-        )
+        update_distribution(acc, batch, hyps, visibility_threshold)
         if first_batch is None:
             first_batch, first_hyps = batch, hyps
     metrics: dict[str, Any] = acc.compute()
@@ -82,12 +75,37 @@ def evaluate(
     metrics["num_images"] = acc.counts().get("mpjpe_mode", 0)
     if config.plots and out_dir is not None and first_batch is not None:
         metrics["plots"] = [
-            str(p) for p in _plots(first_batch, first_hyps, body, acc, Path(out_dir) / "plots")
+            str(p) for p in write_plots(first_batch, first_hyps, body, acc, Path(out_dir) / "plots")
         ]
     return metrics
 
 
-def _plots(batch, hyps, body, acc: MetricAccumulator, folder: Path) -> list[Path]:
+def update_distribution(
+    acc: MetricAccumulator, batch, hyps, visibility_threshold: float = 0.5, crop_pixels: int = 256
+) -> None:
+    """2DKP consistency, 3D spread (COCO-17) and mask plausibility of one batch.
+
+    Visibility is the detector confidence >= ``visibility_threshold``; 2DKP and MinDist are in
+    pixels of a ``crop_pixels`` crop (the paper's 256), PercIn in %, over invisible joints of
+    frames whose mask is valid.
+    """
+    conf = batch["detector_keypoints"][..., 2]
+    valid = batch["keypoints_2d_valid"].bool()
+    visible = valid & (conf >= visibility_threshold)
+    acc.update_consistency(hyps.keypoints_2d, batch["keypoints_2d"], visible, crop_pixels=crop_pixels)
+    acc.update_diversity(hyps.keypoints_3d, visible)
+    invisible = valid & ~visible & batch["mask_valid"].bool()[:, None]
+    acc.update_plausibility(
+        hyps.keypoints_2d,
+        batch["distance_map"],
+        invisible,
+        extent=float(batch["distance_map_extent"][0]),
+        unit="pixels",
+        crop_pixels=crop_pixels,
+    )
+
+
+def write_plots(batch, hyps, body, acc: MetricAccumulator, folder: Path) -> list[Path]:
     """Fig. 1/2/6-style joint hypotheses, mesh hypotheses and the best-of-N curve (Fig. S1)."""
     from humr.eval.plots import plot_joint_hypotheses, plot_mesh_hypotheses, plot_min_of_n
 

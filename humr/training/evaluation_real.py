@@ -44,7 +44,7 @@ from humr.config import EvalConfig
 from humr.eval.accumulator import MetricAccumulator
 from humr.eval.metrics import PROTOCOLS
 from humr.model.humr_model import HumrModel
-from humr.training.evaluation import _batches, _plots
+from humr.training.evaluation import eval_batches, update_distribution, write_plots
 
 __all__ = [
     "GENDERS",
@@ -188,7 +188,7 @@ def evaluate_real(
     acc = MetricAccumulator()
     first_batch = first_hyps = None
     for batch in tqdm(
-        _batches(dataset, eval_config), desc=f"evaluate {protocol}", disable=not progress, leave=False
+        eval_batches(dataset, eval_config), desc=f"evaluate {protocol}", disable=not progress, leave=False
     ):
         hyps = model(batch, num_samples=eval_config.num_hypotheses - 1, generator=generator)
         dtype = hyps.shape.dtype
@@ -204,7 +204,7 @@ def evaluate_real(
             pred_vertices=pred_vertices if eval_config.pve else None,
             gt_vertices=gt_vertices if eval_config.pve else None,
         )
-        _update_distribution(acc, batch, hyps, visibility_threshold)
+        update_distribution(acc, batch, hyps, visibility_threshold, crop_pixels=REFERENCE_CROP_PIXELS)
         if first_batch is None:
             first_batch, first_hyps = batch, hyps
     metrics: dict[str, Any] = acc.compute()
@@ -213,29 +213,9 @@ def evaluate_real(
     metrics["protocol"] = protocol
     if eval_config.plots and out_dir is not None and first_batch is not None:
         metrics["plots"] = [
-            str(p) for p in _plots(first_batch, first_hyps, body, acc, Path(out_dir) / "plots")
+            str(p) for p in write_plots(first_batch, first_hyps, body, acc, Path(out_dir) / "plots")
         ]
     return metrics
-
-
-def _update_distribution(acc: MetricAccumulator, batch, hyps, visibility_threshold: float) -> None:
-    """2DKP consistency, 3D spread and mask plausibility of one batch (reference pixel units)."""
-    conf = batch["detector_keypoints"][..., 2]
-    valid = batch["keypoints_2d_valid"].bool()
-    visible = valid & (conf >= visibility_threshold)
-    acc.update_consistency(
-        hyps.keypoints_2d, batch["keypoints_2d"], visible, crop_pixels=REFERENCE_CROP_PIXELS
-    )
-    acc.update_diversity(hyps.keypoints_3d, visible)
-    invisible = valid & ~visible & batch["mask_valid"].bool()[:, None]
-    acc.update_plausibility(
-        hyps.keypoints_2d,
-        batch["distance_map"],
-        invisible,
-        extent=float(batch["distance_map_extent"][0]),
-        unit="pixels",
-        crop_pixels=REFERENCE_CROP_PIXELS,
-    )
 
 
 def evaluate_experiment(

@@ -118,7 +118,7 @@ def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[
 
     from humr.eval.accumulator import format_table
     from humr.training.data import build_datasets
-    from humr.training.evaluation import evaluate
+    from humr.training.evaluation_real import evaluate_experiment
     from humr.training.module import HumrLightning
 
     argv = _split_flags(argv)
@@ -138,7 +138,7 @@ def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[
     _, test_set = build_datasets(config.data, config.body)
     out = ckpt.parent.parent / "evaluation"
     with torch.no_grad():
-        metrics = evaluate(module.model.eval(), test_set, config.eval, out_dir=out)
+        metrics = evaluate_experiment(module.model.eval(), test_set, config.data, config.eval, out_dir=out)
     print(
         format_table(
             {config.name: metrics},

@@ -34,6 +34,11 @@ def check_config(config: ExperimentConfig) -> None:
         raise FileNotFoundError(f"body_model_path: {config.body_model_path} does not exist")
     check_loss_config(config.loss)
     check_data_config(config.data)
+    if config.data.dataset != "synthetic":
+        from humr.training.evaluation_real import check_real_eval_config
+        from humr.training.real_data import evaluation_protocol
+
+        check_real_eval_config(config.eval, evaluation_protocol(config.data))
     if config.data.dataset == "synthetic" and config.body != "anny":
         raise ValueError(
             f"body: the synthetic set is made of Anny bodies; use --body anny, found {config.body!r}"
@@ -120,7 +125,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train then evaluate on the test split; returns the metrics (and timings) of the run."""
     from humr.training.data import build_datasets
-    from humr.training.evaluation import evaluate
+    from humr.training.evaluation_real import evaluate_experiment
 
     start = time.perf_counter()
     module, last = train(config, progress=progress)
@@ -129,8 +134,13 @@ def run_experiment(
     eval_config = config.eval if plots is None else replace(config.eval, plots=plots)
     model = module.model.eval()
     with torch.no_grad():
-        metrics = evaluate(
-            model, test_set, eval_config, out_dir=Path(config.train.output_dir), progress=progress
+        metrics = evaluate_experiment(
+            model,
+            test_set,
+            config.data,
+            eval_config,
+            out_dir=Path(config.train.output_dir),
+            progress=progress,
         )
     metrics["train_seconds"] = train_seconds
     metrics["eval_seconds"] = time.perf_counter() - start - train_seconds
