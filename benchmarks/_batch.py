@@ -27,7 +27,15 @@ from humr.config import ModelConfig
 from humr.losses.mask import lookup_distance_map, mask_to_distance_map
 from humr.rotations import axis_angle_to_matrix
 
-__all__ = ["PAPER_MODEL", "fake_smplx_path", "build_body", "build_bench_model", "make_batch", "to_device"]
+__all__ = [
+    "PAPER_MODEL",
+    "fake_smplx_path",
+    "build_body",
+    "build_bench_model",
+    "num_vertices",
+    "make_batch",
+    "to_device",
+]
 
 #: The paper's network on cached HRNet-W48 features (the library defaults are the paper's sizes).
 PAPER_MODEL = ModelConfig(encoder="features", image_features=720)
@@ -58,6 +66,11 @@ def build_body(name: str = "smplx"):
     if name == "anny":
         return factory("anny")
     raise ValueError(f"body: expected 'smplx' or 'anny', found {name!r}")
+
+
+def num_vertices(body) -> int:
+    """Mesh vertex count of a body (SMPL-X: ``num_vertices``; others: from the faces)."""
+    return int(getattr(body, "num_vertices", 0) or int(body.faces.max()) + 1)
 
 
 def build_bench_model(body: str = "smplx", config: ModelConfig = PAPER_MODEL, seed: int = 0):

@@ -34,7 +34,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _batch import PAPER_MODEL, build_bench_model, make_batch, to_device  # noqa: E402
+from _batch import PAPER_MODEL, build_bench_model, make_batch, num_vertices, to_device  # noqa: E402
 from bench_train_step import (  # noqa: E402
     LABELS,
     current_bytes,
@@ -103,7 +103,7 @@ def main() -> None:
     one = {k: v[:1] for k, v in batch.items()}
     threads = f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else threads}; "
-          f"torch {torch.__version__}; body {args.body} ({getattr(body, 'num_vertices', '?')} vertices)")
+          f"torch {torch.__version__}; body {args.body} ({num_vertices(body)} vertices)")
     print(f"\n  {'workload':<44}{'best s':>8}{'median s':>9}{'hyps/s':>12}{'+peak MiB':>11}")
     runs = [
         (f"1 image x {args.hypotheses} hyps, keypoints", one, args.hypotheses, False),

@@ -50,7 +50,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _batch import PAPER_MODEL, build_bench_model, make_batch, to_device  # noqa: E402
+from _batch import PAPER_MODEL, build_bench_model, make_batch, num_vertices, to_device  # noqa: E402
 
 from humr.config import PAPER_FULL  # noqa: E402
 
@@ -345,13 +345,15 @@ def flow_matmul_shapes(batch: int, hypotheses: int, features: int, context: int,
     return shapes
 
 
-def matmul_floor(shapes, device: torch.device, repeats: int = 5) -> tuple[float, float]:
+def matmul_floor(
+    shapes, device: torch.device, repeats: int = 5, dtype: torch.dtype = torch.float32
+) -> tuple[float, float]:
     """(seconds, GFLOP) of ``torch.mm`` over ``shapes``: the sum of each product's best time over
     ``repeats`` (robust to other processes sharing the machine)."""
     flops = sum(2.0 * m * k * n for m, k, n in shapes)
     best: dict[tuple[int, int, int], float] = {}
-    mats = {(m, k, n): (torch.randn(m, k, device=device), torch.randn(k, n, device=device))
-            for m, k, n in set(shapes)}
+    kw = {"device": device, "dtype": dtype}
+    mats = {(m, k, n): (torch.randn(m, k, **kw), torch.randn(k, n, **kw)) for m, k, n in set(shapes)}
     for _ in range(repeats):
         for shape, (a, b) in mats.items():
             sync(device)
@@ -448,7 +450,7 @@ def main() -> None:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     n = LOSS.num_samples
     print(f"device: {dev_name}; torch {torch.__version__}; body {args.body} "
-          f"({getattr(model.body, 'num_vertices', '?')} vertices); B = {args.batch}, 1 + {n} hypotheses; "
+          f"({num_vertices(model.body)} vertices); B = {args.batch}, 1 + {n} hypotheses; "
           f"flow {PAPER_MODEL.flow_layers} blocks x {PAPER_MODEL.flow_hidden} hidden, "
           f"{sum(p.numel() for p in model.flow.parameters()) / 1e6:.1f} M parameters")
     diff = check_labelled_step_matches(model, batch, device)
@@ -473,6 +475,7 @@ def main() -> None:
                                 PAPER_MODEL.flow_hidden)
     floor_s, gflop = matmul_floor(shapes, device)
     results["flow matmul floor"] = {"s": floor_s, "min": floor_s}
+    bf16_s, _ = matmul_floor(shapes, device, dtype=torch.bfloat16)
 
     if not args.skip_memory:
         for variant in [v for v in ("humr", "reference") if v in results]:
@@ -488,6 +491,8 @@ def main() -> None:
         print(f"  {name:<20}{r['s']:>9.3f}{r['min']:>8.3f}{1 / r['s']:>9.2f}{r['s'] / base_s:>8.2f}{peak}")
     print(f"  flow FLOPs per step: {gflop:.1f} GFLOP ({len(shapes)} products); floor rate "
           f"{gflop / floor_s:.0f} GFLOP/s; humr step = {base_s / floor_s:.2f} x floor")
+    print(f"  the same products in bfloat16: {bf16_s:.3f} s ({gflop / bf16_s:.0f} GFLOP/s, "
+          f"{floor_s / bf16_s:.2f} x faster than float32)")
     if "reference" in results:
         r = results["reference"]
         line = f"  reference-style / humr: {r['s'] / base_s:.2f} x time"

@@ -116,17 +116,21 @@ def pixel_mask_inside(points: Tensor, distance_map: Tensor, extent: float = 1.0,
     b, h, w = distance_map.shape
     half_w, half_h = extent / w, extent / h
     dtype = points.dtype if points.is_floating_point() else torch.float32
-    cx = -extent + (torch.arange(w, device=points.device, dtype=dtype) * 2 + 1) * half_w
-    cy = -extent + (torch.arange(h, device=points.device, dtype=dtype) * 2 + 1) * half_h
-    gx = cx.repeat(h)  # (H W,) pixel centres in row-major order
-    gy = cy.repeat_interleave(w)
-    background = (distance_map != 0).reshape(b, 1, h * w)
+    # Coordinates in half-pixel units, so that "on the pixel" is a Chebyshev distance of at most 1.
+    # Pixel centres -extent + (2j + 1) half_w, divided by half_w: 2j + 1 - w.
+    cx = (torch.arange(w, device=points.device, dtype=dtype) * 2 + 1) - w
+    cy = (torch.arange(h, device=points.device, dtype=dtype) * 2 + 1) - h
+    background = (distance_map != 0).reshape(b, h * w)
+    # Background pixels get an infinite centre: their distance is inf without a masking pass.
+    gx = torch.where(background, float("inf"), cx.repeat(h))  # (B, H W), row-major pixels
+    gy = torch.where(background, float("inf"), cy.repeat_interleave(w))
     p = points.detach().to(dtype)
+    x, y = p[..., 0:1] / half_w, p[..., 1:2] / half_h  # (B, P, 1)
     parts = []
     for i in range(0, b, chunk):  # chunks of images: memory, not a per-image loop
-        x, y = p[i : i + chunk, :, 0, None], p[i : i + chunk, :, 1, None]  # (c, P, 1)
-        d = torch.maximum((x - gx).abs_().mul_(1.0 / half_w), (y - gy).abs_().mul_(1.0 / half_h))
-        d.masked_fill_(background[i : i + chunk], float("inf"))  # (c, P, H W)
+        sl = slice(i, i + chunk)
+        d = (x[sl] - gx[sl, None]).abs_()  # (c, P, H W)
+        d = torch.maximum(d, (y[sl] - gy[sl, None]).abs_(), out=d)
         parts.append(d.amin(-1) <= 1.0)
     return torch.cat(parts)
 
