@@ -117,11 +117,13 @@ def setup(args: argparse.Namespace):
         args.batch, body.num_pose_joints, body.num_shape, body.shape_range, PAPER_MODEL.image_features
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=PAPER_FULL.train.lr, weight_decay=PAPER_FULL.train.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=PAPER_FULL.train.lr, weight_decay=PAPER_FULL.train.weight_decay,
+                                  fused=True)  # as humr.training.module configures it
     return device, model, optimizer, batch
 
 
-def make_step(variant: str, model, optimizer, batch_cpu, device, config=LOSS, mask_chunk: int = 4):
+def make_step(variant: str, model, optimizer, batch_cpu, device, config=LOSS, mask_chunk: int = 4,
+              autocast: bool = False):
     """A closure running one full training step (data to device, losses, backward, AdamW)."""
     import humr.training.objective as objective
     import humr.training.reference_step as reference
@@ -140,7 +142,9 @@ def make_step(variant: str, model, optimizer, batch_cpu, device, config=LOSS, ma
     def step() -> float:
         with record_function("data_to_device"):
             batch = to_device(batch_cpu, device, non_blocking=True)
-        losses = losses_fn(model, batch, config, generator=generator)
+        # Lightning's "bf16-mixed" precision: the flow and heads in bfloat16, the body in float32.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            losses = losses_fn(model, batch, config, generator=generator)
         with record_function("backward"):
             losses.total.backward()
         with record_function("optimizer"):
@@ -437,6 +441,7 @@ def main() -> None:
     parser.add_argument("--trace", type=Path, default=None, help="write Chrome traces of profiled steps here")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="also time the humr step under bfloat16 autocast")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -461,6 +466,10 @@ def main() -> None:
     times = median_seconds(step, device, args.steps)
     results["humr"] = {"s": statistics.median(times), "min": min(times)}
     humr_table, humr_ms = profiled_step(step, model, device, args.trace, "humr", args.profile_steps)
+    if args.bf16:
+        mixed = make_step("humr", model, optimizer, batch, device, autocast=True)
+        times = median_seconds(mixed, device, args.steps)
+        results["humr, bf16 autocast"] = {"s": statistics.median(times), "min": min(times)}
 
     ref_table = None
     if not args.skip_reference:

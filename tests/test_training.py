@@ -223,3 +223,16 @@ def test_paper_full_recipe_runs_to_the_metrics_table(tiny_config, tmp_path):
     assert "MPJPE" in result.stdout and "paper_full" in result.stdout
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert any((tmp_path / "plots").glob("hypotheses_*.png"))
+
+
+def test_bfloat16_autocast_keeps_the_body_in_float32_and_the_losses_close(module_and_batch):
+    module, batch = module_and_batch
+    model = module.model.eval()
+    with torch.no_grad():
+        full = training_losses(model, batch, module.config.loss, torch.Generator().manual_seed(3))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = training_losses(model, batch, module.config.loss, torch.Generator().manual_seed(3))
+            hyps = model(batch, num_samples=2, generator=torch.Generator().manual_seed(3))
+    assert hyps.keypoints_3d.dtype == hyps.keypoints_2d.dtype == hyps.rotmat.dtype == torch.float32
+    for name in ("nll", "keypoint_2d", "shape", "orth", "mmd"):
+        torch.testing.assert_close(mixed.terms[name].float(), full.terms[name], rtol=0.05, atol=0.05)

@@ -159,7 +159,7 @@ class HumrModel(nn.Module):
         x = matrix_to_rot6d(pose).flatten(-2).to(context.dtype) - self.pose_offset.to(context.dtype)
         if noise_std > 0:
             x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return self.flow.log_prob(x, context)
+        return self.flow.log_prob(x, context).float()
 
     def project(self, points: Tensor, camera: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
         """Body-frame points ``(B, S, K, 3)`` -> crop coordinates ``(B, S, K, 2)`` (CLIFF camera)."""
@@ -194,18 +194,21 @@ class HumrModel(nn.Module):
             pose6d, log_prob = self.flow.transform_and_log_prob(z, context)
         else:
             pose6d, log_prob = self.flow.transform(z, context), None
-        pose6d = pose6d + self.pose_offset.to(pose6d.dtype)
+        pose6d = pose6d.float() + self.pose_offset  # float32 from here on, whatever the flow ran in
         rotmat = rot6d_to_matrix(pose6d.reshape(*pose6d.shape[:2], self.num_pose_joints, 6))
         regressed_shape, camera = self.head(context)
         # The shape loss sees the raw regression; the body gets it clamped into its valid range.
         shape = self.body.constrain_shape(regressed_shape)
         camera = self.clamp_camera(camera)
         samples = pose6d.shape[1]
-        keypoints_3d = self.body.keypoints(rotmat, shape[:, None].expand(-1, samples, -1), "coco17")
-        keypoints_2d = self.project(keypoints_3d, camera, batch)
-        translation = weak_to_full_translation(
-            camera, batch["center"], batch["box_size"], batch["focal"], batch["image_size"]
-        )
+        # Under mixed precision the flow may run in bfloat16; the body and the camera stay in float32.
+        with torch.autocast(device_type=context.device.type, enabled=False):
+            rotmat, shape, camera = rotmat.float(), shape.float(), camera.float()
+            keypoints_3d = self.body.keypoints(rotmat, shape[:, None].expand(-1, samples, -1), "coco17")
+            keypoints_2d = self.project(keypoints_3d, camera, batch)
+            translation = weak_to_full_translation(
+                camera, batch["center"], batch["box_size"], batch["focal"], batch["image_size"]
+            )
         return Hypotheses(
             pose6d=pose6d,
             rotmat=rotmat,

@@ -12,7 +12,7 @@ frames whose person mask is valid (no object occlusion).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,6 +24,7 @@ from humr.losses.mask import mask_loss
 from humr.losses.mmd import imq_kernel, joint_mmd
 from humr.losses.pose import keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
 from humr.model.humr_model import HumrModel
+from humr.model.hypotheses import Hypotheses
 
 __all__ = ["ARTICULATED_COCO", "LossTerms", "select_mmd_targets", "training_losses"]
 
@@ -86,12 +87,22 @@ def training_losses(
     batch: Mapping[str, Tensor],
     config: LossConfig,
     generator: torch.Generator | None = None,
+    hypotheses: Callable[..., Hypotheses] | None = None,
+    person_mask_loss: Callable[..., Tensor] = mask_loss,
 ) -> LossTerms:
-    """One training step's losses (Eq. 7): NLL, 2D (mode), shape, orthonormality, MMD, mask."""
+    """One training step's losses (Eq. 7): NLL, 2D (mode), shape, orthonormality, MMD, mask.
+
+    ``hypotheses(model, batch, num_samples, generator, context)`` and ``person_mask_loss`` (the
+    signature of :func:`humr.losses.mask.mask_loss`) replace how hypotheses and the mask loss
+    are computed (the reference-style step of :mod:`humr.training.reference_step` uses them).
+    """
     n = config.num_samples
     context = model.condition(batch)
     nll = nll_loss(model.pose_log_prob(batch["pose"], context, config.nll_noise, generator))
-    hyps = model(batch, num_samples=n, generator=generator, context=context)
+    if hypotheses is None:
+        hyps = model(batch, num_samples=n, generator=generator, context=context)
+    else:
+        hyps = hypotheses(model, batch, n, generator, context)
     gt_2d, valid = batch["keypoints_2d"], batch["keypoints_2d_valid"]
     terms: dict[str, Tensor] = {
         "nll": nll,
@@ -116,7 +127,7 @@ def training_losses(
         terms["mmd"] = zero
     if config.mask_weight > 0:
         apply = invisible_joints(batch, config) & batch["mask_valid"].bool()[:, None]
-        terms["mask"] = mask_loss(
+        terms["mask"] = person_mask_loss(
             random_2d,
             batch["heatmap_samples"],
             batch["heatmap_sample_mask_distance"],

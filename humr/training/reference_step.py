@@ -36,12 +36,10 @@ from torch import Tensor
 from humr.cameras import weak_to_full_translation
 from humr.config import LossConfig
 from humr.losses.mask import default_tolerance
-from humr.losses.mmd import imq_kernel, joint_mmd
-from humr.losses.pose import keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
 from humr.rotations import rot6d_to_matrix
-from humr.training.objective import LossTerms, invisible_joints, select_mmd_targets
+from humr.training.objective import LossTerms, training_losses
 
 __all__ = ["reference_hypotheses", "pixel_mask_inside", "reference_mask_loss", "reference_training_losses"]
 
@@ -200,61 +198,11 @@ def reference_training_losses(
 ) -> LossTerms:
     """:func:`~humr.training.objective.training_losses` the reference's way (full meshes, per-pixel
     mask distances); same terms, same draws from ``generator``, same weights."""
-    n = config.num_samples
-    context = model.condition(batch)
-    nll = nll_loss(model.pose_log_prob(batch["pose"], context, config.nll_noise, generator))
-    hyps = reference_hypotheses(model, batch, n, generator, context)
-    gt_2d, valid = batch["keypoints_2d"], batch["keypoints_2d_valid"]
-    terms: dict[str, Tensor] = {
-        "nll": nll,
-        "keypoint_2d": keypoint_2d_loss(hyps.keypoints_2d[:, 0], gt_2d, valid.to(gt_2d.dtype)),
-        "shape": shape_loss(hyps.regressed_shape, batch["shape"].to(hyps.shape.dtype)),
-        "orth": orthonormal_loss(hyps.pose6d.reshape(*hyps.pose6d.shape[:2], -1, 6)),
-    }
-    random_2d = hyps.keypoints_2d[:, 1:].transpose(1, 2)  # (B, 17, n, 2)
-    zero = random_2d.sum() * 0.0
-    terms["mmd"] = zero
-    if config.mmd_weight > 0:
-        target, active = select_mmd_targets(batch, config, n, generator)
-        terms["mmd"] = joint_mmd(
-            random_2d,
-            target.to(random_2d.dtype),
-            active,
-            kernel=partial(imq_kernel, bandwidths=config.mmd_bandwidths),
-            unbiased=config.mmd_unbiased,
-            reduction=config.mmd_reduction,
-        )
-    terms["mask"] = zero
-    if config.mask_weight > 0:
-        apply = invisible_joints(batch, config) & batch["mask_valid"].bool()[:, None]
-        terms["mask"] = reference_mask_loss(
-            random_2d,
-            batch["heatmap_samples"],
-            batch["heatmap_sample_mask_distance"],
-            batch["distance_map"],
-            apply,
-            extent=float(batch["distance_map_extent"][0]),
-            sample_valid=batch["heatmap_sample_valid"],
-            same_joint=config.mask_same_joint,
-            chunk=mask_chunk,
-        )
-    terms["random_2d"] = zero
-    if config.random_2d_loss != "none" and config.random_2d_weight > 0:
-        which = valid if config.random_2d_loss == "all" else valid & ~invisible_joints(batch, config)
-        weights = which[:, None].expand(-1, n, -1).to(gt_2d.dtype)
-        terms["random_2d"] = keypoint_2d_loss(
-            hyps.keypoints_2d[:, 1:].flatten(0, 1),
-            gt_2d[:, None].expand(-1, n, -1, -1).flatten(0, 1),
-            weights.flatten(0, 1),
-        )
-    weights = {
-        "nll": config.nll_weight,
-        "keypoint_2d": config.keypoint_2d_weight,
-        "shape": config.shape_weight,
-        "orth": config.orth_weight,
-        "mmd": config.mmd_weight,
-        "mask": config.mask_weight,
-        "random_2d": config.random_2d_weight,
-    }
-    total = sum(weights[name] * value for name, value in terms.items())
-    return LossTerms(total=total, terms=terms)
+    return training_losses(
+        model,
+        batch,
+        config,
+        generator,
+        hypotheses=reference_hypotheses,
+        person_mask_loss=partial(reference_mask_loss, chunk=mask_chunk),
+    )
