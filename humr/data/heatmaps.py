@@ -332,6 +332,36 @@ def _detector_box(detector_center: Tensor, detector_box_size: Tensor, xy: Tensor
     return c[..., None, :], s[..., None, :]
 
 
+def _grid_to_image(
+    xy: Tensor,
+    name: str,
+    size: Sequence[int],
+    detector_center: Tensor,
+    detector_box_size: Tensor,
+    convention: Convention,
+) -> Tensor:
+    """Pixels of a grid spanning the detector box (its input or its heatmap) -> image pixels."""
+    _check_points("xy", xy, with_n=True)
+    grid = _grid(name, size, convention, xy)
+    c, s = _detector_box(detector_center, detector_box_size, xy)
+    return c + (_to_unit(xy, grid, convention) - 0.5) * s
+
+
+def _image_to_grid(
+    xy: Tensor,
+    name: str,
+    size: Sequence[int],
+    detector_center: Tensor,
+    detector_box_size: Tensor,
+    convention: Convention,
+) -> Tensor:
+    """Inverse of :func:`_grid_to_image`."""
+    _check_points("xy", xy, with_n=True)
+    grid = _grid(name, size, convention, xy)
+    c, s = _detector_box(detector_center, detector_box_size, xy)
+    return _from_unit((xy - c) / s + 0.5, grid, convention)
+
+
 def input_to_image(
     xy: Tensor,
     input_size: Sequence[int],
@@ -346,10 +376,7 @@ def input_to_image(
     ``x_img = cx - W_box / 2 + (x_in + 0.5) * W_box / W``, ``"udp"``:
     ``x_img = cx - W_box / 2 + x_in * W_box / (W - 1)``.
     """
-    _check_points("xy", xy, with_n=True)
-    inp = _grid("input_size", input_size, convention, xy)
-    c, s = _detector_box(detector_center, detector_box_size, xy)
-    return c + (_to_unit(xy, inp, convention) - 0.5) * s
+    return _grid_to_image(xy, "input_size", input_size, detector_center, detector_box_size, convention)
 
 
 def image_to_input(
@@ -363,10 +390,7 @@ def image_to_input(
 
     Inverse of :func:`input_to_image`.
     """
-    _check_points("xy", xy, with_n=True)
-    inp = _grid("input_size", input_size, convention, xy)
-    c, s = _detector_box(detector_center, detector_box_size, xy)
-    return _from_unit((xy - c) / s + 0.5, inp, convention)
+    return _image_to_grid(xy, "input_size", input_size, detector_center, detector_box_size, convention)
 
 
 def heatmap_to_image(
@@ -381,10 +405,7 @@ def heatmap_to_image(
     ``"center"``: ``x_img = cx - W_box / 2 + (x + 0.5) * W_box / w``; ``"udp"``:
     ``x_img = cx - W_box / 2 + x * W_box / (w - 1)`` (as ``transformers``' ViTPose post-processing).
     """
-    _check_points("xy", xy, with_n=True)
-    hm = _grid("heatmap_size", heatmap_size, convention, xy)
-    c, s = _detector_box(detector_center, detector_box_size, xy)
-    return c + (_to_unit(xy, hm, convention) - 0.5) * s
+    return _grid_to_image(xy, "heatmap_size", heatmap_size, detector_center, detector_box_size, convention)
 
 
 def image_to_heatmap(
@@ -398,10 +419,7 @@ def image_to_heatmap(
 
     Inverse of :func:`heatmap_to_image`.
     """
-    _check_points("xy", xy, with_n=True)
-    hm = _grid("heatmap_size", heatmap_size, convention, xy)
-    c, s = _detector_box(detector_center, detector_box_size, xy)
-    return _from_unit((xy - c) / s + 0.5, hm, convention)
+    return _image_to_grid(xy, "heatmap_size", heatmap_size, detector_center, detector_box_size, convention)
 
 
 def heatmap_to_crop(
