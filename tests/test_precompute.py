@@ -11,7 +11,7 @@ import torch
 
 from humr.data import precompute
 from humr.data.bedlam_cliff import BedlamCliffDataset, FilterConfig
-from humr.data.fake_real import write_fake_dataset
+from humr.data.fake_real import write_fake_dataset, write_tiny_vitpose
 from humr.data.heatmaps import heatmap_to_image
 from humr.data.sample_store import ArrayStore, HeatmapSampleStore
 
@@ -28,18 +28,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def vitpose_dir(tmp_path_factory) -> Path:
-    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
-
-    torch.manual_seed(0)
-    backbone = VitPoseBackboneConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, out_indices=[1]
-    )
-    model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17))
-    with torch.no_grad():  # peaked, mostly positive heatmaps, like a trained detector's
-        model.head.conv.bias.fill_(0.02)
-    path = tmp_path_factory.mktemp("vitpose") / "tiny"
-    model.save_pretrained(path)
-    return path
+    return write_tiny_vitpose(tmp_path_factory.mktemp("vitpose") / "tiny", peaked=True)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +118,7 @@ def test_feature_cache_matches_the_encoder_and_resumes(fake, tmp_path):
     torch.manual_seed(0)
     encoder = HRNetEncoder(width=8)
     data = BedlamCliffDataset(fake.spec, filter=NO_FILTER, crop_size=64)
-    precompute.precompute_features(
-        data, encoder, tmp_path / "f", batch_size=2, progress=False, max_rows=3
-    )
+    precompute.precompute_features(data, encoder, tmp_path / "f", batch_size=2, progress=False, max_rows=3)
     assert ArrayStore.open(tmp_path / "f").missing().tolist() == [3, 4]
     precompute.precompute_features(data, encoder, tmp_path / "f", batch_size=2, progress=False)
     store = ArrayStore.open(tmp_path / "f")

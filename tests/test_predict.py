@@ -14,6 +14,7 @@ import torch
 
 from humr.bodies.fake_files import write_smplx_npz
 from humr.config import ExperimentConfig, ModelConfig, config_to_dict
+from humr.data.fake_real import write_tiny_vitpose
 from humr.inference import PersonBox, load_model, read_boxes
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -42,16 +43,7 @@ def few_threads():
 
 @pytest.fixture(scope="module")
 def vitpose_dir(tmp_path_factory) -> Path:
-    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
-
-    torch.manual_seed(0)
-    backbone = VitPoseBackboneConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, out_indices=[1]
-    )
-    model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17))
-    path = tmp_path_factory.mktemp("vitpose") / "tiny"
-    model.save_pretrained(path)
-    return path
+    return write_tiny_vitpose(tmp_path_factory.mktemp("vitpose") / "tiny", peaked=False)
 
 
 @pytest.fixture(scope="module")

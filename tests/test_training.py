@@ -114,8 +114,10 @@ def module_and_batch(tiny_config, tiny_datasets):
 
     train_set, _ = tiny_datasets
     batch = default_collate([train_set[i] for i in range(8)])
-    torch.manual_seed(0)  # parameter initialisation of this test's module only
-    return HumrLightning(tiny_config), batch
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation without touching the global RNG
+        torch.manual_seed(0)
+        module = HumrLightning(tiny_config)
+    return module, batch
 
 
 def test_every_loss_term_is_finite_and_active(module_and_batch):

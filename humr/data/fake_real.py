@@ -38,7 +38,7 @@ from humr.data.bedlam_cliff import (
 from humr.data.masks import AGORA_BACKGROUND, MaskDistance, mask_path
 from humr.data.sample_store import REFERENCE_MASK_CROP, HeatmapSampleStore, write_reference_samples
 
-__all__ = ["FAKE_KINDS", "FakeDataset", "write_fake_dataset", "COCO17_BONES"]
+__all__ = ["FAKE_KINDS", "FakeDataset", "write_fake_dataset", "write_tiny_vitpose", "COCO17_BONES"]
 
 #: Kinds of fake data sets: kind -> (preset data-set key, body, image format).
 FAKE_KINDS = {
@@ -302,3 +302,26 @@ def write_fake_dataset(
     else:
         spec = replace(spec, samples=None)
     return FakeDataset(spec=spec, keypoints=kps_all, masks=np.stack(masks), annotation=data)
+
+
+def write_tiny_vitpose(path: str | Path, peaked: bool = False, seed: int = 0) -> Path:
+    """Save a randomly initialised one-layer ViTPose (transformers format) to ``path``.
+
+    ``peaked`` shifts the head's bias up so heatmaps are mostly positive, like a trained
+    detector's. Weights are drawn under ``seed``; the global RNG is restored afterwards.
+    """
+    import torch
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = VitPoseBackboneConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, out_indices=[1]
+        )
+        model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17))
+    if peaked:
+        with torch.no_grad():
+            model.head.conv.bias.fill_(0.02)
+    path = Path(path)
+    model.save_pretrained(path)
+    return path
