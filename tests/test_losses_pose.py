@@ -9,16 +9,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from humr.losses.pose import keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
+from humr.losses.pose import camera_scale_loss, keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
 from humr.rotations import axis_angle_to_matrix, matrix_to_rot6d
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
 
-def test_nll_is_negative_mean():
+def test_nll_is_negative_mean_and_per_dimension_divides_by_d():
     lp = torch.tensor([[-1.0, 2.0], [0.5, -3.5]])
     assert nll_loss(lp).item() == pytest.approx(0.5)
     assert nll_loss(lp[:, 0]).item() == pytest.approx(0.25)
+    assert nll_loss(lp, dim=132).item() == pytest.approx(0.5 / 132)
+    assert nll_loss(lp[:, 0], dim=4).item() == pytest.approx(0.25 / 4)
 
 
 @SETTINGS
@@ -40,14 +42,28 @@ def test_orthonormal_loss_columns_not_orthogonal():
 
 @SETTINGS
 @given(seed=st.integers(0, 10_000))
-def test_shape_loss_is_mse_over_valid_rows(seed):
+def test_shape_loss_sums_over_coefficients_by_default_and_mean_is_mse(seed):
     g = torch.Generator().manual_seed(seed)
     pred, target = torch.randn(5, 11, generator=g), torch.randn(5, 11, generator=g)
     valid = torch.tensor([True, False, True, True, False])
-    assert shape_loss(pred, target).item() == pytest.approx(torch.nn.functional.mse_loss(pred, target).item(),
-                                                            rel=1e-5)
-    want = torch.nn.functional.mse_loss(pred[valid], target[valid]).item()
+    # Default "sum" (the published normalisation): summed squared error per image, mean over images.
+    rows = [sum((float(pred[b, i]) - float(target[b, i])) ** 2 for i in range(11)) for b in range(5)]
+    assert shape_loss(pred, target).item() == pytest.approx(sum(rows) / 5, rel=1e-5)
+    want = sum(r for r, ok in zip(rows, valid) if ok) / int(valid.sum())
     assert shape_loss(pred, target, valid).item() == pytest.approx(want, rel=1e-5)
+    # "mean": numpy's mean squared error over the entries of the valid rows
+    mse = float(((pred[valid].numpy() - target[valid].numpy()) ** 2).mean())
+    assert shape_loss(pred, target, valid, reduction="mean").item() == pytest.approx(mse, rel=1e-5)
+
+
+@SETTINGS
+@given(scale=st.lists(st.floats(-1.0, 3.0), min_size=1, max_size=6))
+def test_camera_scale_loss_is_mean_of_exp_minus_10s_squared(scale):
+    s = torch.tensor(scale, dtype=torch.float64)
+    want = sum(math.exp(-10 * v) ** 2 for v in scale) / len(scale)
+    assert camera_scale_loss(s).item() == pytest.approx(want, rel=1e-12)
+    (g,) = torch.autograd.grad(camera_scale_loss(s.requires_grad_(True)), s)
+    assert (g < 0).all()  # always pushes s up, away from 0
 
 
 def test_shape_loss_invalid_rows_may_be_nan_and_none_valid_is_zero_with_gradient():
@@ -91,6 +107,11 @@ def test_keypoint_2d_loss_missing_keypoints_with_nan_targets():
         (lambda: nll_loss(torch.zeros(2, 3, 4)), "log_prob"),
         (lambda: nll_loss(torch.zeros(0)), "log_prob"),
         (lambda: nll_loss(torch.tensor([math.nan])), "log_prob"),
+        (lambda: nll_loss(torch.zeros(3), dim=0), "dim"),
+        (lambda: nll_loss(torch.zeros(3), dim=2.0), "dim"),
+        (lambda: shape_loss(torch.zeros(3, 2), torch.zeros(3, 2), reduction="max"), "reduction"),
+        (lambda: camera_scale_loss(torch.zeros(2, 3, 4)), "scale"),
+        (lambda: camera_scale_loss(torch.tensor([math.nan])), "scale"),
         (lambda: orthonormal_loss(torch.zeros(3, 9)), "rot6d"),
         (lambda: shape_loss(torch.zeros(3), torch.zeros(3)), "pred"),
         (lambda: shape_loss(torch.zeros(3, 2), torch.zeros(3, 4)), "target"),

@@ -116,11 +116,88 @@ def test_items_follow_contract_and_annotations(fakes, kind):
             item["translation"].numpy(), a["trans_cam"][row] + a["cam_ext"][row, :3, 3], atol=1e-5
         )
         assert float(item["focal"]) == pytest.approx(a["cam_int"][row, 0, 0], rel=1e-6)
+        if joints == 22:  # SMPL-X files carry gtkps: the first 22 (body) joints in crop units
+            np.testing.assert_allclose(
+                item["body_joints_2d"].numpy(), (a["gtkps"][row, :22, :2] - c) / (b / 2), atol=1e-5
+            )
+            assert bool(item["body_joints_2d_valid"].all())
+        else:
+            assert "body_joints_2d" not in item and "body_joints_2d_valid" not in item
         h, w = a["orig_shape"][row]
         assert item["image_size"].tolist() == [w, h]
         occluded = row == 3
         assert bool(item["object_occluded"]) == occluded
         assert bool(item["mask_valid"]) == (ds.spec.mask_layout is not None and not occluded)
+
+
+def test_body_joints_validity_and_options(tmp_path):
+    def edit(d):
+        d["gtkps"][0, 3, 0] = np.nan  # not finite
+        d["gtkps"][1, 5, 2] = 0.0  # confidence 0
+        d["gtkps"][1, 30, 2] = 0.0  # beyond the 22 body joints: irrelevant
+
+    def write(name, kind, edit):
+        return write_fake_dataset(tmp_path / name, kind, num_rows=2, samples_layout=None, edit=edit)
+
+    fake = write("a", "agora", edit)
+    ds = BedlamCliffDataset(fake.spec, filter=NO_FILTER)
+    a = fake.annotation
+    for row, bad in ((0, 3), (1, 5)):
+        item = ds[row]
+        check_sample(item, 22, 11)
+        expect = np.ones(22, bool)
+        expect[bad] = False
+        np.testing.assert_array_equal(item["body_joints_2d_valid"].numpy(), expect)
+        assert item["body_joints_2d"][bad].tolist() == [0.0, 0.0]
+        c, b = a["center"][row], a["scale"][row] * 200
+        ref = (a["gtkps"][row, :22, :2] - c) / (b / 2)
+        np.testing.assert_allclose(item["body_joints_2d"].numpy()[expect], ref[expect], atol=1e-5)
+    assert "body_joints_2d" not in BedlamCliffDataset(fake.spec, filter=NO_FILTER, body_joints_2d=False)[0]
+    # Two columns (no confidence): valid where finite.
+    two = write("b", "bedlam", lambda d: d.update(gtkps=d["gtkps"][..., :2]))
+    assert bool(BedlamCliffDataset(two.spec, filter=NO_FILTER)[0]["body_joints_2d_valid"].all())
+    # A file without gtkps: absent by default, all invalid when asked for (mixtures).
+    none = write("c", "3dpw_train", lambda d: d.pop("gtkps"))
+    assert "body_joints_2d" not in BedlamCliffDataset(none.spec, filter=NO_FILTER)[0]
+    item = BedlamCliffDataset(none.spec, filter=NO_FILTER, body_joints_2d=True)[0]
+    check_sample(item, 22, 11)
+    assert not item["body_joints_2d_valid"].any() and not item["body_joints_2d"].any()
+    few = write("d", "bedlam", lambda d: d.update(gtkps=d["gtkps"][:, :20]))
+    with pytest.raises(ValueError, match="'gtkps' expected at least 22 joints"):
+        BedlamCliffDataset(few.spec, filter=NO_FILTER)
+    smpl = write("e", "3dpw_test", None)
+    with pytest.raises(ValueError, match="body_joints_2d: .* SMPL-X"):
+        BedlamCliffDataset(smpl.spec, body_joints_2d=True)
+
+
+def test_focal_option_estimates_from_the_image_size(fakes):
+    for kind in ("bedlam", "3dpw_test"):
+        fake = fakes[kind]
+        ds = BedlamCliffDataset(fake.spec, filter=NO_FILTER, focal="estimate")
+        for i in range(len(ds)):
+            item = ds[i]
+            h, w = fake.annotation["orig_shape"][int(item["index"])]
+            assert float(item["focal"]) == pytest.approx(np.sqrt(float(w) ** 2 + float(h) ** 2), rel=1e-6)
+            assert abs(float(item["focal"]) - fake.annotation["cam_int"][int(item["index"]), 0, 0]) > 1
+    with pytest.raises(ValueError, match="focal: expected one of"):
+        BedlamCliffDataset(fakes["bedlam"].spec, focal="cam_int")
+
+
+def test_check_sample_checks_optional_fields_when_present(fakes):
+    item = BedlamCliffDataset(fakes["bedlam"].spec, filter=NO_FILTER)[0]
+    check_sample(item, 22, 11)
+    cases = [
+        ({"body_joints_2d": item["body_joints_2d"][:21]}, "body_joints_2d"),
+        ({"body_joints_2d_valid": item["body_joints_2d_valid"].float()}, "expected a bool"),
+        ({"body_joints_2d": torch.full((22, 2), float("nan"))}, "NaN"),
+    ]
+    for change, match in cases:
+        with pytest.raises(ValueError, match=match):
+            check_sample({**item, **change}, 22, 11)
+    for drop in ("body_joints_2d", "body_joints_2d_valid"):
+        with pytest.raises(ValueError, match="present without"):
+            check_sample({k: v for k, v in item.items() if k != drop}, 22, 11)
+    check_sample({k: v for k, v in item.items() if not k.startswith("body_joints_2d")}, 22, 11)
 
 
 def test_coco25_table_matches_openpose_names():
@@ -305,7 +382,9 @@ def _marker_dataset(tmp_path: Path, point: np.ndarray):
     gt[0, COCO25_TO_COCO17[9]] = point  # left wrist
     vit = a["vitpose"].copy()
     vit[0, 9, :2] = point[::-1]
-    np.savez(spec.annotation, **{**a, "gt_coco_25j": gt, "vitpose": vit})
+    gtkps = a["gtkps"].copy()
+    gtkps[0, 20, :2] = point  # SMPL-X left wrist
+    np.savez(spec.annotation, **{**a, "gt_coco_25j": gt, "vitpose": vit, "gtkps": gtkps})
     return spec
 
 
@@ -329,6 +408,7 @@ def test_one_point_through_every_transform(marker_spec, seed):
     expect = (point - item["center"].numpy()) / (float(item["box_size"]) / 2)
     np.testing.assert_allclose(kp, expect, atol=1e-5)
     np.testing.assert_allclose(item["detector_keypoints"][9, :2].numpy(), expect, atol=1e-5)
+    np.testing.assert_allclose(item["body_joints_2d"][20].numpy(), expect, atol=1e-5)
     np.testing.assert_allclose(
         item["heatmap_samples"][9].numpy(), np.broadcast_to(expect, (150, 2)), atol=1e-5
     )

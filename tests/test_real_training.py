@@ -32,12 +32,7 @@ SETTINGS = settings(max_examples=25, deadline=None)
 GENDER_SEEDS = {"NEUTRAL": 11, "MALE": 12, "FEMALE": 13}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+TORCH_THREADS = 2  # tests/conftest.py: small models on a shared machine
 
 
 @pytest.fixture(scope="module")
@@ -93,31 +88,31 @@ def test_bad_data_configs_fail_early_naming_the_field(root, tmp_path):
     ok = DataConfig(dataset="bedlam+agora+3dpw", root=str(root), augment=False)
     check_real_data_config(ok)
     cases = [
-        (replace(ok, dataset="bedlam+mpii"), ValueError, "data.dataset: unknown training set 'mpii'"),
-        (replace(ok, dataset="agora+agora"), ValueError, "named twice"),
-        (replace(ok, root=None), ValueError, "data.root"),
-        (replace(ok, root=str(tmp_path / "nowhere")), FileNotFoundError, "data.root"),
-        (replace(ok, root=str(tmp_path)), FileNotFoundError, "annotation file of 'bedlam'"),
-        (replace(ok, ratios=(0.5, 0.5)), ValueError, "data.ratios: expected 3 values"),
-        (replace(ok, ratios=(1.0, -1.0, 1.0)), ValueError, "data.ratios: expected non-negative"),
+        (dict(dataset="bedlam+mpii"), ValueError, "data.dataset: unknown training set 'mpii'"),
+        (dict(dataset="agora+agora"), ValueError, "named twice"),
+        (dict(root=None), ValueError, "data.root"),
+        (dict(root=str(tmp_path / "nowhere")), FileNotFoundError, "data.root"),
+        (dict(root=str(tmp_path)), FileNotFoundError, "annotation file of 'bedlam'"),
+        (dict(ratios=(0.5, 0.5)), ValueError, "data.ratios: expected 3 values"),
+        (dict(ratios=(1.0, -1.0, 1.0)), ValueError, "data.ratios: expected non-negative"),
         (
-            replace(ok, features_dir=str(tmp_path), augment=True),
+            dict(features_dir=str(tmp_path), augment=True),
             ValueError,
             "data.features_dir, data.augment",
         ),
-        (replace(ok, features_dir=str(tmp_path)), FileNotFoundError, "data.features_dir: no cached features"),
-        (replace(ok, samples_dir=str(tmp_path / "nowhere")), FileNotFoundError, "data.samples_dir"),
+        (dict(features_dir=str(tmp_path)), FileNotFoundError, "data.features_dir: no cached features"),
+        (dict(samples_dir=str(tmp_path / "nowhere")), FileNotFoundError, "data.samples_dir"),
         (
-            replace(ok, samples_dir=str(tmp_path)),
+            dict(samples_dir=str(tmp_path)),
             FileNotFoundError,
             "no heatmap samples of 'closeup-suburba'",
         ),
-        (replace(ok, test_dataset="h36m"), ValueError, "data.test_dataset"),
-        (replace(ok, test_dataset="emdb"), FileNotFoundError, "data.test_dataset: annotation file"),
+        (dict(test_dataset="h36m"), ValueError, "data.test_dataset"),
+        (dict(test_dataset="emdb"), FileNotFoundError, "data.test_dataset: annotation file"),
     ]
-    for config, error, message in cases:
+    for changes, error, message in cases:  # a config's own fields are checked when it is built
         with pytest.raises(error, match=message.replace("(", r"\(").replace(".", r"\.")):
-            check_real_data_config(config)
+            check_real_data_config(replace(ok, **changes))
     with pytest.raises(ValueError, match="body: real training sets are labelled with SMPL-X"):
         build_real_datasets(ok, "anny")
 
@@ -148,13 +143,61 @@ def test_items_follow_the_batch_contract(root):
     assert bool(item["mask_valid"]) and item["distance_map"].shape == (96, 96)  # 1.5 x the crop
 
 
+@pytest.mark.parametrize("test_dataset", ["3dpw_test", "emdb_occluded"])
+def test_test_focal_is_estimated_by_default_and_training_keeps_cam_int(root, test_dataset):
+    config = DataConfig(
+        dataset="agora", root=str(root), image_size=64, test_dataset=test_dataset, augment=False
+    )
+    train, test = build_real_datasets(config, "smplx")
+    _, annotated = build_real_datasets(config, "smplx", test_focal="annotated")
+    assert EvalConfig().test_focal == "estimate"
+    test_cam = np.load(test.spec.annotation)["cam_int"]
+    for i in range(len(test)):
+        item, other = test[i], annotated[i]
+        row = int(item["index"])
+        w, h = item["image_size"].tolist()
+        assert float(item["focal"]) == pytest.approx(np.hypot(w, h), rel=1e-6)
+        assert float(other["focal"]) == pytest.approx(test_cam[row, 0, 0], rel=1e-6)
+    train_cam = np.load(train.datasets[0].spec.annotation)["cam_int"]
+    for i in range(len(train)):
+        item = train[i]
+        assert float(item["focal"]) == pytest.approx(train_cam[int(item["index"]), 0, 0], rel=1e-6)
+    with pytest.raises(ValueError, match="eval.test_focal"):
+        build_real_datasets(config, "smplx", test_focal="cam_int")
+
+
+def test_body_joints_reach_every_item_of_a_mixture_or_none(tmp_path):
+    # BEDLAM with gtkps, 3DPW train without: every item carries the fields, 3DPW's all invalid.
+    for seed, kind in enumerate(("bedlam", "3dpw_train", "3dpw_test")):
+        edit = (lambda d: d.pop("gtkps")) if kind == "3dpw_train" else None
+        write_fake_dataset(tmp_path / "mixed", kind, num_rows=3, seed=seed, edit=edit)
+    config = DataConfig(dataset="bedlam+3dpw", root=str(tmp_path / "mixed"), image_size=64, augment=False)
+    train, test = build_real_datasets(config, "smplx")
+    names = [d.spec.name for d in train.datasets]
+    assert names == ["static-hdri", "3dpw-train-smplx"]
+    batch = next(iter(torch.utils.data.DataLoader(train, batch_size=len(train))))
+    assert batch["body_joints_2d"].shape == (len(train), 22, 2)
+    owner = np.searchsorted(np.cumsum(train.counts), np.arange(len(train)), side="right")
+    valid = batch["body_joints_2d_valid"].numpy()
+    assert valid[owner == 0].all() and not valid[owner == 1].any()
+    for i in range(len(train)):
+        check_sample(train[i], 22, 11)
+    assert "body_joints_2d" not in test[0]  # SMPL test sets never carry SMPL-X joints
+    # No file with gtkps: no item carries the fields (the objective falls back to COCO-17).
+    write_fake_dataset(tmp_path / "none", "3dpw_train", num_rows=2, edit=lambda d: d.pop("gtkps"))
+    write_fake_dataset(tmp_path / "none", "3dpw_test", num_rows=2)
+    train, _ = build_real_datasets(replace(config, dataset="3dpw", root=str(tmp_path / "none")), "smplx")
+    assert all("body_joints_2d" not in train[i] for i in range(len(train)))
+
+
 def test_cached_features_reach_train_and_test_items(root, tmp_path):
     from humr.data.bedlam_cliff import BedlamCliffDataset, FilterConfig, preset
     from humr.data.precompute import precompute_features
     from humr.model.encoders import HRNetEncoder
 
-    torch.manual_seed(0)
-    encoder = HRNetEncoder(width=8).eval()  # 120 features
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+        torch.manual_seed(0)
+        encoder = HRNetEncoder(width=8).eval()  # 120 features
     for key in ("agora-bfh", "emdb-p1-occl"):
         data = BedlamCliffDataset(
             preset(key, root, samples=None), crop_size=64, filter=FilterConfig(enabled=False)
@@ -242,11 +285,12 @@ def _model(files, body_path: Path):
     from humr.bodies.smplx_body import SMPLXBody
     from humr.model.humr_model import HumrModel
 
-    torch.manual_seed(0)
     config = ModelConfig(
         image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
     )
-    return HumrModel(config, SMPLXBody(body_path)).eval()
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+        torch.manual_seed(0)
+        return HumrModel(config, SMPLXBody(body_path)).eval()
 
 
 def _procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -340,6 +384,9 @@ def test_missing_evaluation_files_fail_before_loading(files, tmp_path):
     with pytest.raises(ValueError, match="eval.h36m_regressor_path"):
         check_real_eval_config(replace(good, h36m_regressor_path=None), "3dpw")
     check_real_eval_config(replace(good, h36m_regressor_path=None), "emdb")  # EMDB does not need it
+    check_real_eval_config(replace(good, test_focal="annotated"), "emdb")
+    with pytest.raises(ValueError, match="eval.test_focal: expected one of"):
+        check_real_eval_config(replace(good, test_focal="cam_int"), "emdb")
     with pytest.raises(FileNotFoundError, match="eval.smpl_model_path"):
         check_real_eval_config(replace(good, smpl_model_path=str(tmp_path / "none")), "emdb")
 

@@ -5,8 +5,9 @@ Geometry. A crop is the square box ``(center, box_size)`` of the full image resa
 ``(row i, col j)`` centred at ``(x=j, y=i)``) a full-image point ``p`` lands at crop pixel
 ``u = (p - c) * size / b + (size - 1) / 2`` and at crop coordinates ``(p - c) / (b / 2)``
 (:mod:`humr.data.fields`); the box edges are the outer pixel edges of the crop. Geometric
-augmentation only changes the box (scale jitter, random vertical crop), so keypoints, heatmap
-samples and masks follow the image through the same ``(center, box_size)``.
+augmentation only changes the box (scale jitter, random vertical crop), so keypoints (COCO-17,
+the detector pose, the 2D body joints), heatmap samples and masks follow the image through the
+same ``(center, box_size)`` (:func:`image_to_crop_np` with the augmented box).
 
 Augmentation (BEDLAM-CLIFF values as defaults):
 

@@ -15,8 +15,14 @@ key                    shape               meaning
 ``shape``              (N, 10 or 11)       betas (SMPL-X padded with zeros to 11)
 ``vitpose``            (N, 17, 3)          ViTPose pose, stored **(y, x, confidence)**, pixels
 ``gt_coco_25j``        (N, 25, 2 or 3)     ground-truth OpenPose-25 keypoints (pixels)
-``gtkps``              (N, >= 24, 2 or 3)  projected SMPL-X joints (training sets; optional)
-``cam_int``            (N, 3, 3)           intrinsics (optional; focal = ``cam_int[0, 0]``)
+``gtkps``              (N, K, 2 or 3)      projected SMPL-X joints, pixels, in the order of the
+                                           ``smplx`` layer's output (BEDLAM: K = 127, 0-21 the
+                                           body joints pelvis ... right wrist, 22 jaw, 23 / 24
+                                           left / right eye, then hands and extra keypoints;
+                                           third column 1); training sets (BEDLAM, AGORA, 3DPW
+                                           train); optional, K >= 22 when used
+``cam_int``            (N, 3, 3)           intrinsics (optional; focal = ``cam_int[0, 0]``;
+                                           training only by default, see ``focal`` below)
 ``trans_cam``          (N, 3) / (N, 1, 3)  SMPL-X ``transl`` in the camera frame (optional)
 ``cam_ext``            (N, 4, 4)           BEDLAM camera extrinsics (optional; its translation
                                            column is added to ``trans_cam``)
@@ -38,6 +44,21 @@ EMDB), whose meshes the evaluation builds with SMPL. ``translation`` is the offs
 body model's output (``trans_cam + cam_ext[:3, 3]``, zeros when the file has neither);
 ``index`` is the row in the annotation file (also the row of the heatmap-sample and feature
 stores). Items may carry ``image_features (F,)`` from a feature cache.
+
+Body joints in 2D (:data:`humr.data.fields.OPTIONAL_FIELDS`): SMPL-X data sets with ``gtkps``
+give ``body_joints_2d (22, 2)``, the first 22 ``gtkps`` joints through the same crop transform
+as the COCO keypoints, and ``body_joints_2d_valid (22,)`` (finite and, with a third column,
+confidence > 0). The reference supervises the mode's projection of the first 24 ``gtkps``
+joints (the 22 body joints, the jaw and the left eye); humr takes the 22 body joints, the ones
+its flow articulates and its model predicts as ``body.keypoints(..., "body_joints")`` (jaw and
+eye rotations are not modelled and stay at rest). The reference truncates these keypoints (and
+the COCO ones) to whole crop pixels; humr keeps the exact transform for both.
+
+Focal length: items carry ``cam_int[0, 0]`` where the file has it (``focal="annotated"``, the
+training default, as in the reference), else the CLIFF estimate ``sqrt(W^2 + H^2)``
+(:func:`humr.cameras.estimate_focal`); ``focal="estimate"`` always uses the estimate, which is
+the reference's evaluation protocol for 3DPW and EMDB (its test step never reads ``cam_int``)
+and the test-set default of :func:`humr.training.real_data.build_real_datasets`.
 
 Training filter (reference values, Sec. 4.5 "we filter out these examples by thresholding the
 Euclidean distance between ground-truth and ViTPose 2D poses"): drop rows whose mean over the
@@ -79,10 +100,12 @@ from humr.rotations import axis_angle_to_matrix
 __all__ = [
     "COCO25_TO_COCO17",
     "BEDLAM_SCENES",
+    "FOCAL_MODES",
     "FilterConfig",
     "DatasetSpec",
     "Annotations",
     "load_annotations",
+    "annotation_keys",
     "filter_rows",
     "BedlamCliffDataset",
     "MixtureSampler",
@@ -131,6 +154,8 @@ BEDLAM_SCENES: dict[str, str] = {
 }
 
 _BODIES = {"smplx": (22, 11), "smpl": (24, 10)}
+#: Focal-length modes of :class:`BedlamCliffDataset` (see the module docstring).
+FOCAL_MODES: tuple[str, ...] = ("annotated", "estimate")
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -469,6 +494,18 @@ def load_annotations(path: str | Path, body: str = "smplx") -> Annotations:
     return ann
 
 
+def annotation_keys(path: str | Path) -> tuple[str, ...]:
+    """The keys of an annotation ``.npz`` without reading its arrays (only the zip directory)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotations: {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return tuple(sorted(npz.files))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read annotation file ({type(err).__name__}: {err})") from err
+
+
 def filter_rows(
     ann: Annotations,
     config: FilterConfig,
@@ -524,6 +561,14 @@ class BedlamCliffDataset(Dataset):
         filter: training-row filter (applied to ``split="train"`` only).
         seed: seed of the per-process augmentation generator (mixed with the worker's torch
             seed, so workers and epochs differ).
+        focal: ``"annotated"`` (``cam_int[0, 0]`` where the file has it, else the estimate) or
+            ``"estimate"`` (always ``sqrt(W^2 + H^2)``, the reference's test protocol); see the
+            module docstring.
+        body_joints_2d: yield ``body_joints_2d`` / ``body_joints_2d_valid`` from ``gtkps``:
+            None (default) when the file has ``gtkps``; True in every item, all invalid for a
+            file without ``gtkps`` (so the items of a mixture whose parts differ collate);
+            False never. Only SMPL-X data sets (``spec.body="smplx"``) carry them: ``gtkps``
+            are SMPL-X joints.
     """
 
     def __init__(
@@ -538,7 +583,16 @@ class BedlamCliffDataset(Dataset):
         mask_dilation: int = 3,
         filter: FilterConfig = FilterConfig(),
         seed: int = 0,
+        focal: str = "annotated",
+        body_joints_2d: bool | None = None,
     ) -> None:
+        if focal not in FOCAL_MODES:
+            raise ValueError(f"focal: expected one of {FOCAL_MODES}, found {focal!r}")
+        if body_joints_2d and spec.body != "smplx":
+            raise ValueError(
+                f"body_joints_2d: data set {spec.name!r} has body {spec.body!r}; the 2D body joints "
+                "(gtkps) are SMPL-X joints, only SMPL-X data sets carry them"
+            )
         self.spec = spec
         # Test sets are never augmented; ``training`` also decides random sample subsets.
         self.training = augment is not None and spec.split == "train"
@@ -550,6 +604,7 @@ class BedlamCliffDataset(Dataset):
         self.mask_extent = float(mask_extent)
         self.mask_dilation = int(mask_dilation)
         self.seed = int(seed)
+        self.focal = focal
         self.num_pose_joints, self.num_shape = _BODIES[spec.body]
         self.annotations = load_annotations(spec.annotation, spec.body)
         keep = (
@@ -573,6 +628,15 @@ class BedlamCliffDataset(Dataset):
                 "use augment=None with spec.features"
             )
         self._rng: np.random.Generator | None = None
+        has_gtkps = self.annotations.gtkps is not None
+        self.body_joints_2d = (
+            spec.body == "smplx" and has_gtkps if body_joints_2d is None else bool(body_joints_2d)
+        )
+        if self.body_joints_2d and has_gtkps and self.annotations.gtkps.shape[1] < self.num_pose_joints:
+            raise ValueError(
+                f"{self.annotations.path}: key 'gtkps' expected at least {self.num_pose_joints} joints "
+                f"(the SMPL-X body joints) per row, found {self.annotations.gtkps.shape}"
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -645,6 +709,20 @@ class BedlamCliffDataset(Dataset):
             "heatmap_sample_mask_distance": torch.from_numpy(dist_crop.astype(np.float32)),
         }
 
+    def _body_joints_2d(self, row: int, center, box: float) -> dict[str, torch.Tensor]:
+        """The first J ``gtkps`` joints in crop coordinates (0 where invalid) and their validity."""
+        j, gtkps = self.num_pose_joints, self.annotations.gtkps
+        # A file without gtkps (in a mixture with files that have it): every joint invalid.
+        kp = np.full((j, 2), np.nan) if gtkps is None else np.asarray(gtkps[row, :j], np.float64)
+        valid = np.isfinite(kp[:, :2]).all(-1)
+        if kp.shape[1] == 3:
+            valid &= np.nan_to_num(kp[:, 2]) > 0
+        crop = image_to_crop_np(np.where(valid[:, None], kp[:, :2], center), center, box)
+        return {
+            "body_joints_2d": torch.from_numpy(crop).float(),
+            "body_joints_2d_valid": torch.from_numpy(valid),
+        }
+
     def read_mask(self, row: int) -> np.ndarray | None:
         """Full-image union person mask ``(H, W)`` bool of annotation row ``row`` (None: no masks)."""
         if self.spec.mask_layout is None:
@@ -714,6 +792,8 @@ class BedlamCliffDataset(Dataset):
         # Paper Sec. 4.5: invisible = outside the crop or detector confidence below 0.5.
         item["keypoints_2d_visible"] = torch.from_numpy((det[:, 2] >= 0.5) & inside & ann.gt_coco_valid[row])
         item["detector_keypoints"] = torch.from_numpy(np.concatenate([det_crop, det[:, 2:]], -1)).float()
+        if self.body_joints_2d:
+            item.update(self._body_joints_2d(row, center, box))
         item.update(self._heatmap_samples(row, b0, center, box, rng))
 
         occluded = bool(ann.object_occlusion[row]) if ann.object_occlusion is not None else False
@@ -724,8 +804,8 @@ class BedlamCliffDataset(Dataset):
         item["object_occluded"] = torch.tensor(occluded)
         item["center"] = torch.from_numpy(np.asarray(center, np.float64)).float()
         item["box_size"] = torch.tensor(float(box))
-        focal = ann.focal[row] if ann.focal is not None and ann.focal[row] > 0 else float(np.hypot(w, h))
-        item["focal"] = torch.tensor(float(focal))
+        annotated = self.focal == "annotated" and ann.focal is not None and ann.focal[row] > 0
+        item["focal"] = torch.tensor(float(ann.focal[row] if annotated else np.hypot(w, h)))
         item["image_size"] = torch.tensor([float(w), float(h)])
         item["index"] = torch.tensor(row, dtype=torch.int64)
         if self._features is not None:

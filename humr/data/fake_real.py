@@ -8,6 +8,8 @@ rotated on reading), person masks (BEDLAM ``*_env.png``, AGORA ``*_all_person.pn
 :mod:`humr.data.bedlam_cliff` and heatmap samples in the reference layout
 (``<root>/heatmap_samples/<data set>/<row:07d>.npy.gz``) or humr's store. Each frame shows the
 target person (COCO-17 bones drawn as thick lines) and one bystander; the mask is their union.
+The SMPL-X (training) kinds carry ``gtkps`` (127 joints with a confidence column of ones, as
+BEDLAM's files; random points around the box, not the drawn person), the SMPL test kinds not.
 
 Example:
     >>> import tempfile
@@ -244,17 +246,17 @@ def write_fake_dataset(
     cam_int[:, 0, 2], cam_int[:, 1, 2], cam_int[:, 2, 2] = w / 2, h / 2, 1
     cam_ext = np.tile(np.eye(4), (n, 1, 1))
     cam_ext[:, :3, 3] = rng.normal(0, 0.5, (n, 3))
+    pose_cam = rng.normal(0, 0.3, (n, 165 if body == "smplx" else 72))
+    shape = rng.normal(0, 1, (n, 11 if body == "smplx" else 10))
+    gtkps = rng.normal(0, 1, (n, 127, 2)) * 20 + center[:, None]  # drawn for every kind: same streams
     data: dict[str, np.ndarray] = {
         "imgname": np.asarray(names),
         "center": center,
         "scale": scale,
-        "pose_cam": rng.normal(0, 0.3, (n, 165 if body == "smplx" else 72)),
-        "shape": rng.normal(0, 1, (n, 11 if body == "smplx" else 10)),
+        "pose_cam": pose_cam,
+        "shape": shape,
         "vitpose": np.concatenate([det[..., ::-1], conf[..., None]], -1),  # stored (y, x, conf)
         "gt_coco_25j": np.stack([_openpose25(k) for k in kps_all]),
-        "gtkps": np.concatenate(
-            [rng.normal(0, 1, (n, 127, 2)) * 20 + center[:, None], np.ones((n, 127, 1))], -1
-        ),
         "cam_int": cam_int,
         "cam_ext": cam_ext,
         "trans_cam": rng.normal(0, 1, (n, 3)) + [0, 0, 5],
@@ -263,6 +265,8 @@ def write_fake_dataset(
         "object_occlusion": np.isin(np.arange(n), occluded_rows),
     }
     data["pose_cam"][:, 3 * joints :] = 0.0
+    if body == "smplx":  # the training files: BEDLAM's 127 projected smplx joints, confidence 1
+        data["gtkps"] = np.concatenate([gtkps, np.ones((n, 127, 1))], -1)
     if kind == "emdb_occl":
         data["valid_emdb_mask"] = np.ones(n, np.int64)
     if edit is not None:

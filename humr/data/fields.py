@@ -9,6 +9,11 @@ heatmap samples and mask distances in a sample use these units.
 ``M`` the stored heatmap samples per joint (150), ``R`` the image crop resolution and
 ``(Hd, Wd)`` the distance map's size. A :class:`torch.utils.data.DataLoader` stacks each
 field with a leading batch dimension.
+
+:data:`OPTIONAL_FIELDS` are fields a data set may carry (same layout); :func:`check_sample`
+checks them when present. A data set carries an optional field in every item or in none (a
+mixture whose parts differ gives every item the field, invalid where a part has no value), so
+that batches collate.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["FIELDS", "check_sample"]
+__all__ = ["FIELDS", "OPTIONAL_FIELDS", "check_sample"]
 
 #: field -> (shape with symbolic sizes, dtype kind, meaning)
 FIELDS: dict[str, tuple[tuple[str | int, ...], str, str]] = {
@@ -60,34 +65,57 @@ FIELDS: dict[str, tuple[tuple[str | int, ...], str, str]] = {
     "index": ((), "int", "index of the sample in its data set"),
 }
 
+#: Fields a data set may carry, same layout as :data:`FIELDS`.
+OPTIONAL_FIELDS: dict[str, tuple[tuple[str | int, ...], str, str]] = {
+    "body_joints_2d": (
+        ("J", 2),
+        "float",
+        "ground-truth 2D positions of the body's J articulated joints (its 'body_joints'), crop "
+        "coordinates; 0 where invalid",
+    ),
+    "body_joints_2d_valid": (("J",), "bool", "the body joint's 2D ground truth exists"),
+}
+
 
 def check_sample(sample: Mapping[str, Tensor], num_pose_joints: int, num_shape: int) -> None:
-    """Raise ``ValueError`` naming the field if ``sample`` breaks the contract above (unbatched)."""
+    """Raise ``ValueError`` naming the field if ``sample`` breaks the contract above (unbatched).
+
+    Every field of :data:`FIELDS` must be present; those of :data:`OPTIONAL_FIELDS` are checked
+    when present (a field without its ``*_valid`` partner, or the reverse, is an error).
+    """
     sizes: dict[str, int] = {"J": num_pose_joints, "S": num_shape}
-    for name, (shape, kind, _meaning) in FIELDS.items():
+    for name, spec in FIELDS.items():
         if name not in sample:
             raise ValueError(f"sample: missing field {name!r}")
-        value = sample[name]
-        if not isinstance(value, Tensor):
-            raise ValueError(f"sample[{name!r}]: expected a tensor, found {type(value).__name__}")
-        if value.dim() != len(shape):
+        _check_field(name, sample[name], spec, sizes)
+    present = [name for name in OPTIONAL_FIELDS if name in sample]
+    for name in present:
+        partner = name[: -len("_valid")] if name.endswith("_valid") else f"{name}_valid"
+        if partner in OPTIONAL_FIELDS and partner not in sample:
+            raise ValueError(f"sample: optional field {name!r} present without {partner!r}")
+        _check_field(name, sample[name], OPTIONAL_FIELDS[name], sizes)
+
+
+def _check_field(name: str, value, spec: tuple, sizes: dict[str, int]) -> None:
+    shape, kind, _meaning = spec
+    if not isinstance(value, Tensor):
+        raise ValueError(f"sample[{name!r}]: expected a tensor, found {type(value).__name__}")
+    if value.dim() != len(shape):
+        raise ValueError(f"sample[{name!r}]: expected {len(shape)} dims {shape}, found {tuple(value.shape)}")
+    for symbol, found in zip(shape, value.shape):
+        if isinstance(symbol, int):
+            if found != symbol:
+                raise ValueError(f"sample[{name!r}]: expected shape {shape}, found {tuple(value.shape)}")
+        elif sizes.setdefault(symbol, found) != found:
             raise ValueError(
-                f"sample[{name!r}]: expected {len(shape)} dims {shape}, found {tuple(value.shape)}"
+                f"sample[{name!r}]: size {symbol}={found} disagrees with {sizes[symbol]} elsewhere"
             )
-        for symbol, found in zip(shape, value.shape):
-            if isinstance(symbol, int):
-                if found != symbol:
-                    raise ValueError(f"sample[{name!r}]: expected shape {shape}, found {tuple(value.shape)}")
-            elif sizes.setdefault(symbol, found) != found:
-                raise ValueError(
-                    f"sample[{name!r}]: size {symbol}={found} disagrees with {sizes[symbol]} elsewhere"
-                )
-        ok = {
-            "float": value.is_floating_point(),
-            "bool": value.dtype == torch.bool,
-            "int": not value.is_floating_point() and value.dtype != torch.bool,
-        }[kind]
-        if not ok:
-            raise ValueError(f"sample[{name!r}]: expected a {kind} tensor, found {value.dtype}")
-        if kind == "float" and not torch.isfinite(value).all():
-            raise ValueError(f"sample[{name!r}]: contains NaN or infinite values")
+    ok = {
+        "float": value.is_floating_point(),
+        "bool": value.dtype == torch.bool,
+        "int": not value.is_floating_point() and value.dtype != torch.bool,
+    }[kind]
+    if not ok:
+        raise ValueError(f"sample[{name!r}]: expected a {kind} tensor, found {value.dtype}")
+    if kind == "float" and not torch.isfinite(value).all():
+        raise ValueError(f"sample[{name!r}]: contains NaN or infinite values")

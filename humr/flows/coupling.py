@@ -10,7 +10,8 @@ picks which) conditioned on the other half and the context.
 
 - :class:`SoftClampAffineCoupling` (RealNVP, Dinh et al. 2017, with the soft clamp of
   Ardizzone et al., FrEIA): ``y = x * exp(s) + t``, ``s = (2 alpha / pi) atan(s_raw / alpha)`` so
-  ``|s| < alpha``; log-determinant ``sum(s)``.
+  ``|s| < alpha``; log-determinant ``sum(s)``. See :func:`soft_clamp` for how this relates to the
+  clamp of FrEIA's ``GLOWCouplingBlock``, the published implementation's flow.
 - :class:`AdditiveCoupling` (NICE, Dinh et al. 2015): ``y = x + t``, volume preserving.
 """
 
@@ -29,7 +30,25 @@ __all__ = ["soft_clamp", "SoftClampAffineCoupling", "AdditiveCoupling"]
 
 
 def soft_clamp(s: Tensor, alpha: float) -> Tensor:
-    """``(2 alpha / pi) atan(s / alpha)``: identity near 0 (slope 1), bounded by ``alpha``. Shape kept."""
+    """``(2 alpha / pi) atan(s / alpha)``, elementwise: odd, increasing, bounded by ``alpha``.
+
+    Its slope at 0 is ``2 / pi`` (about 0.637), not 1: near 0 it is about ``0.637 s``.
+
+    FrEIA. The published implementation builds its flow from FrEIA's ``GLOWCouplingBlock`` with
+    ``clamp=2`` and the default ``clamp_activation="ATAN"``; FrEIA 0.2 (the version its
+    environment pins) computes the log-scale as ``clamp * 0.636 * atan(s_raw)``, without
+    dividing by ``clamp`` inside the ``atan``: slope ``0.636 * clamp`` (1.27 for ``clamp=2``) at
+    0, bound ``0.636 * (pi / 2) * clamp`` (0.999 ``clamp``). That is ``soft_clamp(clamp * s_raw,
+    clamp)`` up to the factor ``0.636 / (2 / pi) = 0.99903``: to match it, scale the
+    conditioner's log-scale output by ``alpha`` (with zero-initialised conditioners the two
+    parametrise the same maps and differ only in how the optimiser steps through them).
+
+    Args:
+        s: any shape; alpha: ``> 0``.
+
+    Returns:
+        Same shape as ``s``, in ``(-alpha, alpha)``.
+    """
     return (2.0 * alpha / math.pi) * torch.atan(s / alpha)
 
 

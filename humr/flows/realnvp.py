@@ -29,7 +29,8 @@ class ConditionalRealNVP(ConditionalFlow):
         context_features: ``C`` (979 in the paper: 720 image + 256 keypoint embedding + 3 bbox).
         num_layers: number of blocks; each transforms both halves in turn (two couplings).
         hidden_features: width of the conditioners' two hidden layers.
-        clamp: soft-clamp ``alpha``: every log-scale lies in ``(-alpha, alpha)``.
+        clamp: soft-clamp ``alpha``: every log-scale lies in ``(-alpha, alpha)``, slope ``2 / pi``
+            at 0 (see :func:`~humr.flows.coupling.soft_clamp` for FrEIA's variant).
         zero_init: zero each conditioner's last layer, so that the flow starts as the identity
             (``p(x | c) = N(0, I)`` for every context) and early training is stable.
         permutation_seed: block ``i`` permutes with :func:`~humr.flows.linear.seeded_permutation`

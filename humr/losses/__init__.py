@@ -10,7 +10,7 @@ from humr.losses.mmd import (
     mmd2,
     squared_distances,
 )
-from humr.losses.pose import keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
+from humr.losses.pose import camera_scale_loss, keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
 
 __all__ = [
     "squared_distances",
@@ -28,4 +28,5 @@ __all__ = [
     "orthonormal_loss",
     "shape_loss",
     "keypoint_2d_loss",
+    "camera_scale_loss",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["nll_loss", "orthonormal_loss", "shape_loss", "keypoint_2d_loss"]
+__all__ = ["nll_loss", "orthonormal_loss", "shape_loss", "keypoint_2d_loss", "camera_scale_loss"]
 
 
 def _tensor(name: str, x, expected: str) -> Tensor:
@@ -27,21 +27,32 @@ def _no_nan(name: str, x: Tensor) -> None:
         raise ValueError(f"{name}: expected finite values, found NaN")
 
 
-def nll_loss(log_prob: Tensor) -> Tensor:
-    """Negative log-likelihood (Eq. 5, ``L_NLL``), averaged.
+def nll_loss(log_prob: Tensor, dim: int | None = None) -> Tensor:
+    """Negative log-likelihood (Eq. 5, ``L_NLL``), averaged over the batch, optionally per dimension.
+
+    Fidelity. Eq. 5 writes ``L_NLL = -log p(theta | c)``. The published implementation divides it
+    by the flow's dimension ``D`` (``mean(-log p) / D``, D = 132 for 22 joints in 6D), and the
+    paper's weight 0.1 was tuned with that division; summed over D, the term is D times stronger
+    relative to every other loss. The objective passes ``dim = D`` by default
+    (``LossConfig.nll_per_dimension``). (The reference also leaves out the constant
+    ``0.5 log(2 pi)`` per dimension of the Gaussian log-density; a constant has no gradient.)
 
     Args:
         log_prob: ``(B,)`` or ``(B, S)`` log-likelihoods of the ground-truth poses.
+        dim: None: ``-mean(log_prob)``; an int ``D >= 1``: ``-mean(log_prob) / D``.
 
     Returns:
-        Scalar ``-mean(log_prob)``.
+        Scalar.
     """
     _tensor("log_prob", log_prob, "(B,) or (B, S)")
     if log_prob.dim() not in (1, 2) or log_prob.numel() == 0:
         raise ValueError(f"log_prob: expected a non-empty (B,) or (B, S) tensor, "
                          f"found {tuple(log_prob.shape)}")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise ValueError(f"dim: expected None or a positive int (the flow's dimension), found {dim!r}")
     _no_nan("log_prob", log_prob)
-    return -log_prob.mean()
+    nll = -log_prob.mean()
+    return nll if dim is None else nll / dim
 
 
 def orthonormal_loss(rot6d: Tensor) -> Tensor:
@@ -50,6 +61,11 @@ def orthonormal_loss(rot6d: Tensor) -> Tensor:
     With ``M = rot6d.reshape(..., 3, 2)`` (the two columns, see :mod:`humr.rotations`), the
     loss is the mean over all entries of ``(M^T M - I_2)^2``: 0 exactly when both columns
     are unit vectors and orthogonal.
+
+    Fidelity. The paper only names ``L_orth`` (following ProHMR). The published implementation
+    applies it as ``w L(mode) + w L(random samples)``, each a mean over its own hypotheses, so
+    the mode weighs as much as all random samples together; the objective does the same by
+    default (``LossConfig.orth_reduction="split"``; ``"joint"`` is one mean over all).
 
     Args:
         rot6d: ``(..., 6)``.
@@ -65,18 +81,24 @@ def orthonormal_loss(rot6d: Tensor) -> Tensor:
     return ((m.transpose(-1, -2) @ m - eye) ** 2).mean()
 
 
-def shape_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
-    """Shape loss (Eq. 5, ``L_beta``): mean squared error over the valid samples.
+def shape_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None, reduction: str = "sum") -> Tensor:
+    """Shape loss (Eq. 5, ``L_beta``): squared error over the valid samples.
+
+    Fidelity. Eq. 5 is the squared norm ``|beta - beta_hat|^2``, i.e. summed over the
+    coefficients; the published implementation sums over its 11 coefficients and averages over
+    the batch, the normalisation that the weight 5e-4 goes with. That is the default
+    (``LossConfig.shape_reduction``); ``"mean"`` (the mean over coefficients too) is ``P`` times
+    weaker at the same weight.
 
     Args:
         pred: ``(B, P)`` predicted shape coefficients.
         target: ``(B, P)`` ground truth.
         valid: optional ``(B,)`` bool or 0/1 weights; None means all valid.
+        reduction: ``"sum"``: ``sum_b valid_b |pred_b - target_b|^2 / sum_b valid_b``; ``"mean"``:
+            that divided by ``P`` (the mean over the entries of the valid rows).
 
     Returns:
-        Scalar: ``sum_b valid_b |pred_b - target_b|^2 / (P sum_b valid_b)``, i.e. the mean
-        over the entries of the valid rows; exactly 0, with a gradient path, when no row is
-        valid. (Eq. 5's squared norm is this times ``P``; the loss weight absorbs it.)
+        Scalar; exactly 0, with a gradient path, when no row is valid.
     """
     _tensor("pred", pred, "(B, P)")
     if pred.dim() != 2:
@@ -87,6 +109,8 @@ def shape_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Ten
                          f"found {tuple(target.shape)}")
     if target.device != pred.device:
         raise ValueError(f"target: expected device {pred.device} (from pred), found {target.device}")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction: expected 'sum' or 'mean', found {reduction!r}")
     b, p = pred.shape
     if valid is None:
         w = torch.ones(b, dtype=pred.dtype, device=pred.device)
@@ -102,8 +126,30 @@ def shape_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Ten
     # (detached) prediction so that neither the value nor the gradient sees it.
     tgt = torch.where((w > 0)[:, None], target.to(pred.dtype), pred.detach())
     sq = (pred - tgt) ** 2
-    den = w.sum() * p
+    den = w.sum() * (p if reduction == "mean" else 1)
     return (w[:, None] * sq).sum() / torch.where(den > 0, den, torch.ones_like(den))
+
+
+def camera_scale_loss(scale: Tensor) -> Tensor:
+    """Camera-scale regulariser ``mean(exp(-10 s)^2)`` of weak-perspective scales ``s``.
+
+    Not in the paper; the published implementation adds it (unweighted) over all hypotheses'
+    scales, which keeps ``s`` away from 0 (the weak-perspective to perspective conversion divides
+    by ``s``). All hypotheses of an image share one camera, so the mean over images equals the
+    mean over hypotheses. ``exp(-20 s)`` overflows float32 for ``s < -4.4``.
+
+    Args:
+        scale: ``(B,)`` or ``(B, S)`` raw (unclamped) scales.
+
+    Returns:
+        Scalar ``mean(exp(-20 s))``.
+    """
+    _tensor("scale", scale, "(B,) or (B, S)")
+    if scale.dim() not in (1, 2) or scale.numel() == 0 or not scale.is_floating_point():
+        raise ValueError(f"scale: expected a non-empty float (B,) or (B, S) tensor, found "
+                         f"{tuple(scale.shape)} {scale.dtype}")
+    _no_nan("scale", scale)
+    return torch.exp(-20.0 * scale).mean()
 
 
 def keypoint_2d_loss(pred: Tensor, target: Tensor, confidence: Tensor) -> Tensor:

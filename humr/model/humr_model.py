@@ -12,13 +12,17 @@ from humr.bodies.base import BodyModel
 from humr.cameras import bbox_info, project_to_crop, weak_to_full_translation
 from humr.config import ModelConfig
 from humr.flows import FlowConfig, build_flow
+from humr.flows.base import ConditionalFlow
 from humr.model.heads import ShapeCameraHead
 from humr.model.hypotheses import Hypotheses
+from humr.model.regressor import PoseRegressor
 from humr.rotations import matrix_to_rot6d, rot6d_to_matrix
 
 __all__ = ["ConditionEncoder", "HumrModel", "build_image_encoder"]
 
-#: The weak-perspective scale is clamped here before the CLIFF conversion (it divides by s).
+#: The weak-perspective scale is clamped here before the CLIFF conversion (it divides by s). A
+#: numerical guard only: training keeps s away from 0 with the camera-scale regulariser of the
+#: published implementation (:func:`humr.losses.pose.camera_scale_loss`) on the unclamped scale.
 MIN_CAMERA_SCALE = 1e-2
 
 
@@ -121,16 +125,29 @@ class HumrModel(nn.Module):
         body.register_load_state_dict_post_hook(_ignore_missing_body_state)
         self.num_pose_joints = body.num_pose_joints
         self.condition = ConditionEncoder(config)
-        self.flow = build_flow(
-            FlowConfig(
-                kind=config.flow,
-                num_layers=config.flow_layers,
-                hidden_features=config.flow_hidden,
-                clamp=config.flow_clamp,
-            ),
-            features=6 * body.num_pose_joints,
-            context_features=self.condition.out_features,
-        )
+        features = 6 * body.num_pose_joints
+        # The pose head: the paper's conditional flow, or (Table 1's BEDLAM-CLIFF reference point) a
+        # deterministic regressor whose "hypotheses" are copies of its one pose.
+        self.flow: ConditionalFlow | None = None
+        self.regressor: PoseRegressor | None = None
+        if config.pose_head == "regressor":
+            self.regressor = PoseRegressor(
+                self.condition.out_features,
+                features,
+                hidden=config.head_hidden,
+                iterations=config.ief_iterations,
+            )
+        else:
+            self.flow = build_flow(
+                FlowConfig(
+                    kind=config.flow,
+                    num_layers=config.flow_layers,
+                    hidden_features=config.flow_hidden,
+                    clamp=config.flow_clamp,
+                ),
+                features=features,
+                context_features=self.condition.out_features,
+            )
         self.head = ShapeCameraHead(
             self.condition.out_features,
             body.mean_shape(),
@@ -156,6 +173,8 @@ class HumrModel(nn.Module):
         self, pose: Tensor, context: Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None
     ) -> Tensor:
         """Flow log-likelihood of rotations ``pose (B, J, 3, 3)`` -> ``(B,)`` (optionally noised 6D)."""
+        if self.flow is None:
+            raise ValueError("model.pose_head: the 'regressor' head has no likelihood (use the 'flow' head)")
         x = matrix_to_rot6d(pose).flatten(-2).to(context.dtype) - self.pose_offset.to(context.dtype)
         if noise_std > 0:
             x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -190,16 +209,30 @@ class HumrModel(nn.Module):
         if context is None:
             context = self.condition(batch)
         z = self.latents(context, num_samples, generator)
-        if with_log_prob:
+        return self.decode(batch, z, context, with_log_prob=with_log_prob)
+
+    def decode(
+        self, batch: Mapping[str, Tensor], z: Tensor, context: Tensor, with_log_prob: bool = False
+    ) -> Hypotheses:
+        """Hypotheses of given flow latents ``z (B, S, D)`` (``z = 0``: the mode), e.g. for fitting.
+
+        ``context (B, C)`` is :attr:`condition` of ``batch``. The regressor head ignores the values
+        of ``z`` and returns ``S`` copies of its pose (``log_prob`` None).
+        """
+        if self.flow is None:
+            pose6d = self.regressor(context)[:, None].expand(-1, z.shape[1], -1)
+            log_prob = None
+        elif with_log_prob:
             pose6d, log_prob = self.flow.transform_and_log_prob(z, context)
         else:
             pose6d, log_prob = self.flow.transform(z, context), None
         pose6d = pose6d.float() + self.pose_offset  # float32 from here on, whatever the flow ran in
         rotmat = rot6d_to_matrix(pose6d.reshape(*pose6d.shape[:2], self.num_pose_joints, 6))
-        regressed_shape, camera = self.head(context)
-        # The shape loss sees the raw regression; the body gets it clamped into its valid range.
+        regressed_shape, regressed_camera = self.head(context)
+        # The shape and camera-scale losses see the raw regression; the body gets the shape clamped
+        # into its valid range and the projection a scale clamped away from 0 (a numerical guard).
         shape = self.body.constrain_shape(regressed_shape)
-        camera = self.clamp_camera(camera)
+        camera = self.clamp_camera(regressed_camera)
         samples = pose6d.shape[1]
         # Under mixed precision the flow may run in bfloat16; the body and the camera stay in float32.
         with torch.autocast(device_type=context.device.type, enabled=False):
@@ -219,4 +252,5 @@ class HumrModel(nn.Module):
             translation=translation,
             keypoints_3d=keypoints_3d,
             keypoints_2d=keypoints_2d,
+            regressed_camera=regressed_camera,
         )

@@ -26,6 +26,8 @@ class Hypotheses:
     keypoints_3d: ``(B, S, 17, 3)`` COCO-17 keypoints in the body frame (add ``translation`` for
         the camera frame) through the fast keypoint path.
     keypoints_2d: ``(B, S, 17, 2)`` their projections in crop coordinates.
+    regressed_camera: ``(B, 3)`` the head's raw camera before the scale clamp (what the camera-scale
+        regulariser sees; ``camera`` is clamped as a numerical guard), or None.
     """
 
     pose6d: Tensor
@@ -37,6 +39,7 @@ class Hypotheses:
     translation: Tensor
     keypoints_3d: Tensor
     keypoints_2d: Tensor
+    regressed_camera: Tensor | None = None
 
     @property
     def num_hypotheses(self) -> int:
@@ -58,3 +61,40 @@ class Hypotheses:
             body(rot[i : i + chunk], shape[i : i + chunk]).vertices for i in range(0, rot.shape[0], chunk)
         ]
         return torch.cat(parts).reshape(batch, samples, *parts[0].shape[1:])
+
+    # ------------------------------------------------------------------ uncertainty
+    # Spread = mean distance of the S hypotheses (the mode included) to their mean, as the
+    # diversity metric of Sec. 5.1; see humr.eval.uncertainty.
+
+    def joint_spread(self, body: BodyModel | None = None, names: str | Sequence[str] | None = None) -> Tensor:
+        """Per-joint 3D spread ``(B, K)`` in mm: the COCO-17 ``keypoints_3d``, or ``names`` of ``body``."""
+        from humr.eval.uncertainty import joint_spread
+
+        if names is None:
+            return joint_spread(self.keypoints_3d) * 1000.0
+        if body is None:
+            raise ValueError(f"body: names={names!r} are computed by a body model; pass body=")
+        return joint_spread(self.keypoints(body, names)) * 1000.0
+
+    def joint_spread_2d(self) -> Tensor:
+        """Per-joint 2D spread ``(B, 17)`` of the projected COCO-17 keypoints, in crop units."""
+        from humr.eval.uncertainty import joint_spread
+
+        return joint_spread(self.keypoints_2d)
+
+    def vertex_spread(self, body: BodyModel, chunk: int = 2048) -> Tensor:
+        """Per-vertex 3D spread ``(B, V)`` in mm, skinning about ``chunk`` meshes at a time."""
+        from humr.eval.uncertainty import chunked_spread
+
+        batch, samples = self.rotmat.shape[:2]
+        shape = self._expanded_shape()
+        meshes = lambda i: body(self.rotmat[i], shape[i]).vertices  # noqa: E731 - images i's (b, S, V, 3)
+        return chunked_spread(meshes, batch, samples, chunk) * 1000.0
+
+    def uncertain_joints(
+        self, threshold_mm: float, body: BodyModel | None = None, names: str | Sequence[str] | None = None
+    ) -> Tensor:
+        """``(B, K)`` bool: joints whose :meth:`joint_spread` exceeds ``threshold_mm``."""
+        from humr.eval.uncertainty import uncertain
+
+        return uncertain(self.joint_spread(body, names), threshold_mm)

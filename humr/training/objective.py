@@ -8,6 +8,27 @@ Which COCO-17 joint gets what in L_MMD (Sec. 4.5):
   visible (confidence >= ``visibility_threshold``, 0.5).
 L_mask applies to invisible joints (confidence < 0.5 or ground truth outside the crop) of
 frames whose person mask is valid (no object occlusion).
+
+Fidelity. The paper's weights (supplementary A) were tuned under the published
+implementation's normalisations, so the defaults of :class:`~humr.config.LossConfig` follow
+them where the paper does not say (each loss's docstring gives the details):
+
+- ``L_NLL`` per dimension, ``-mean_b log p / D`` with ``D = 6 J`` (``nll_per_dimension``);
+- ``L_beta`` summed over the shape coefficients, mean over images (``shape_reduction="sum"``);
+- ``L_orth`` as ``L(mode) + L(random samples)`` (``orth_reduction="split"``);
+- ``L_MMD`` averaged over all ``B x 17`` entries, inactive ones 0 (``mmd_reduction="all"``),
+  with the paper's unbiased estimator of Eq. 4;
+- ``L_mask`` summed over joints per hypothesis and divided by ``B n``, the ground-truth
+  keypoint among the targets (``mask_normalization="reference"``); hypotheses outside the
+  distance map's square never count;
+- ``L_2D`` on the mode's projected body joints where the batch has their 2D ground truth
+  (``keypoint_2d_set="auto"``; the reference's 24 SMPL-X joints are its 22 body joints plus
+  the jaw and the left eye, humr uses the body's ``"body_joints"``), COCO-17 elsewhere;
+- the reference's camera-scale term ``mean(exp(-10 s)^2)`` on the raw scale
+  (``camera_scale_weight=1``).
+
+What the paper states stays as stated: Eq. 4's unbiased MMD, the joint rules above, Eq. 8's
+kernel, the nearest target of the same joint in ``L_mask``.
 """
 
 from __future__ import annotations
@@ -22,16 +43,19 @@ from torch import Tensor
 from humr.config import LossConfig
 from humr.losses.mask import mask_loss
 from humr.losses.mmd import imq_kernel, joint_mmd
-from humr.losses.pose import keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
+from humr.losses.pose import camera_scale_loss, keypoint_2d_loss, nll_loss, orthonormal_loss, shape_loss
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
 
-__all__ = ["ARTICULATED_COCO", "LossTerms", "select_mmd_targets", "training_losses"]
+__all__ = ["ARTICULATED_COCO", "LOSS_NAMES", "LossTerms", "select_mmd_targets", "training_losses",
+           "mode_keypoint_loss", "keypoint_2d_source"]
 
 #: COCO-17 indices of elbows, wrists, knees and ankles.
 ARTICULATED_COCO: tuple[int, ...] = (7, 8, 9, 10, 13, 14, 15, 16)
 
-LOSS_NAMES = ("nll", "keypoint_2d", "shape", "orth", "mmd", "mask", "random_2d")
+#: Every term :func:`training_losses` reports (the last two only for the regressor pose head).
+LOSS_NAMES = ("nll", "keypoint_2d", "shape", "orth", "mmd", "mask", "random_2d", "camera_scale",
+              "pose_regression", "joints_3d")
 
 
 @dataclass
@@ -90,65 +114,41 @@ def training_losses(
     hypotheses: Callable[..., Hypotheses] | None = None,
     person_mask_loss: Callable[..., Tensor] = mask_loss,
 ) -> LossTerms:
-    """One training step's losses (Eq. 7): NLL, 2D (mode), shape, orthonormality, MMD, mask.
+    """One training step's losses (Eq. 7): NLL, 2D (mode), shape, orthonormality, MMD, mask, plus
+    the optional 2D loss on random hypotheses (Table S2) and the camera-scale term.
 
     ``hypotheses(model, batch, num_samples, generator, context)`` and ``person_mask_loss`` (the
     signature of :func:`humr.losses.mask.mask_loss`) replace how hypotheses and the mask loss
     are computed (the reference-style step of :mod:`humr.training.reference_step` uses them).
+    Returns the unweighted terms named by ``LOSS_NAMES`` and their weighted sum.
     """
     n = config.num_samples
     context = model.condition(batch)
-    nll = nll_loss(model.pose_log_prob(batch["pose"], context, config.nll_noise, generator))
+    if model.flow is None:  # the deterministic regressor: no likelihood to maximise
+        nll = context.sum() * 0.0
+    else:
+        dim = 6 * model.num_pose_joints if config.nll_per_dimension else None
+        nll = nll_loss(model.pose_log_prob(batch["pose"], context, config.nll_noise, generator), dim=dim)
     if hypotheses is None:
         hyps = model(batch, num_samples=n, generator=generator, context=context)
     else:
         hyps = hypotheses(model, batch, n, generator, context)
-    gt_2d, valid = batch["keypoints_2d"], batch["keypoints_2d_valid"]
-    terms: dict[str, Tensor] = {
-        "nll": nll,
-        "keypoint_2d": keypoint_2d_loss(hyps.keypoints_2d[:, 0], gt_2d, valid.to(gt_2d.dtype)),
-        "shape": shape_loss(hyps.regressed_shape, batch["shape"].to(hyps.shape.dtype)),
-        "orth": orthonormal_loss(hyps.pose6d.reshape(*hyps.pose6d.shape[:2], -1, 6)),
-    }
     random_2d = hyps.keypoints_2d[:, 1:].transpose(1, 2)  # (B, 17, n, 2)
     zero = random_2d.sum() * 0.0
-    if config.mmd_weight > 0:
-        target, active = select_mmd_targets(batch, config, n, generator)
-        kernel = partial(imq_kernel, bandwidths=config.mmd_bandwidths)
-        terms["mmd"] = joint_mmd(
-            random_2d,
-            target.to(random_2d.dtype),
-            active,
-            kernel=kernel,
-            unbiased=config.mmd_unbiased,
-            reduction=config.mmd_reduction,
-        )
-    else:
-        terms["mmd"] = zero
-    if config.mask_weight > 0:
-        apply = invisible_joints(batch, config) & batch["mask_valid"].bool()[:, None]
-        terms["mask"] = person_mask_loss(
-            random_2d,
-            batch["heatmap_samples"],
-            batch["heatmap_sample_mask_distance"],
-            batch["distance_map"],
-            apply,
-            extent=float(batch["distance_map_extent"][0]),
-            sample_valid=batch["heatmap_sample_valid"],
-            same_joint=config.mask_same_joint,
-        )
-    else:
-        terms["mask"] = zero
-    if config.random_2d_loss != "none" and config.random_2d_weight > 0:
-        which = valid if config.random_2d_loss == "all" else valid & ~invisible_joints(batch, config)
-        weights = which[:, None].expand(-1, n, -1).to(gt_2d.dtype)
-        terms["random_2d"] = keypoint_2d_loss(
-            hyps.keypoints_2d[:, 1:].flatten(0, 1),
-            gt_2d[:, None].expand(-1, n, -1, -1).flatten(0, 1),
-            weights.flatten(0, 1),
-        )
-    else:
-        terms["random_2d"] = zero
+    terms: dict[str, Tensor] = {
+        "nll": nll,
+        "keypoint_2d": mode_keypoint_loss(model, hyps, batch, config),
+        "shape": shape_loss(hyps.regressed_shape, batch["shape"].to(hyps.shape.dtype),
+                            reduction=config.shape_reduction),
+        "orth": _orthonormality(hyps.pose6d, config),
+        "mmd": _mmd_term(random_2d, batch, config, generator) if config.mmd_weight > 0 else zero,
+        "mask": _mask_term(random_2d, batch, config, person_mask_loss) if config.mask_weight > 0 else zero,
+        "random_2d": _random_2d_term(hyps, batch, config),
+        "camera_scale": _camera_term(hyps) if config.camera_scale_weight > 0 else zero,
+    }
+    # the regressor's 3D supervision (0 for the flow, which learns the pose by its likelihood)
+    terms.update(regression_losses(model, hyps, batch) if model.flow is None
+                 else {"pose_regression": zero, "joints_3d": zero})
     weights = {
         "nll": config.nll_weight,
         "keypoint_2d": config.keypoint_2d_weight,
@@ -157,9 +157,142 @@ def training_losses(
         "mmd": config.mmd_weight,
         "mask": config.mask_weight,
         "random_2d": config.random_2d_weight,
+        "camera_scale": config.camera_scale_weight,
+        "pose_regression": config.pose_regression_weight,
+        "joints_3d": config.joints_3d_weight,
     }
     total = sum(weights[name] * value for name, value in terms.items())
     return LossTerms(total=total, terms=terms)
+
+
+def regression_losses(model: HumrModel, hyps: Hypotheses, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The deterministic regressor's 3D supervision (BEDLAM-CLIFF style), on the mode.
+
+    ``pose_regression``: mean squared error of the rotation matrices, summed over the 9 entries,
+    mean over images and joints. ``joints_3d``: l1 distance (metres, summed over x, y, z) of the
+    body joints aligned at the pelvis (joint 0), mean over images and joints.
+    """
+    gt_pose = batch["pose"].to(hyps.rotmat.dtype)
+    pose_term = ((hyps.rotmat[:, 0] - gt_pose) ** 2).sum((-2, -1)).mean()
+    with torch.autocast(device_type=hyps.rotmat.device.type, enabled=False):
+        body = model.body
+        pred = body.keypoints(hyps.rotmat[:, :1].float(), hyps.shape[:, None].float(), "body_joints")[:, 0]
+        gt = body.keypoints(gt_pose[:, None].float(), batch["shape"][:, None].float(), "body_joints")[:, 0]
+    pred, gt = pred - pred[:, :1], gt - gt[:, :1]
+    return {"pose_regression": pose_term, "joints_3d": (pred - gt).abs().sum(-1).mean()}
+
+
+def keypoint_2d_source(batch: Mapping[str, Tensor], config: LossConfig) -> str:
+    """Which keypoints ``L_2D`` compares on the mode: ``"body_joints"`` or ``"coco17"``."""
+    which = config.keypoint_2d_set
+    if which == "auto":
+        return "body_joints" if "body_joints_2d" in batch else "coco17"
+    if which == "body_joints" and not ("body_joints_2d" in batch and "body_joints_2d_valid" in batch):
+        raise ValueError("loss.keypoint_2d_set: 'body_joints' needs the batch fields 'body_joints_2d' and "
+                         "'body_joints_2d_valid', which this data set does not provide (use 'auto' or "
+                         "'coco17')")
+    if which not in ("body_joints", "coco17"):
+        raise ValueError(f"loss.keypoint_2d_set: expected 'auto', 'body_joints' or 'coco17', found {which!r}")
+    return which
+
+
+def mode_keypoint_loss(
+    model: HumrModel, hyps: Hypotheses, batch: Mapping[str, Tensor], config: LossConfig
+) -> Tensor:
+    """``L_2D`` (Eq. 6) on the mode (hypothesis 0), per-image sum over keypoints, mean over images.
+
+    COCO-17: the mode's projected COCO keypoints against ``keypoints_2d`` (weight
+    ``keypoints_2d_valid``). Body joints: the mode's body joints (only the mode's are computed)
+    projected by the same camera, against ``body_joints_2d (B, J, 2)``, weight 1 where
+    ``body_joints_2d_valid (B, J)``. With ``keypoint_2d_set="auto"`` an image without any valid
+    body joint (e.g. a mixture member whose files lack them) falls back to its COCO-17 keypoints.
+    """
+    coco_gt, coco_valid = batch["keypoints_2d"], batch["keypoints_2d_valid"].to(batch["keypoints_2d"].dtype)
+    if keypoint_2d_source(batch, config) == "coco17":
+        return keypoint_2d_loss(hyps.keypoints_2d[:, 0], coco_gt, coco_valid)
+    body_term, has_body = _body_joint_loss(model, hyps, batch)
+    if config.keypoint_2d_set == "body_joints" or bool(has_body.all()):
+        return body_term
+    # per-image fallback: both losses are per-image sums divided by B, so their sum mixes them per image
+    coco_weight = coco_valid * (~has_body)[:, None].to(coco_valid.dtype)
+    return body_term + keypoint_2d_loss(hyps.keypoints_2d[:, 0], coco_gt, coco_weight)
+
+
+def _body_joint_loss(
+    model: HumrModel, hyps: Hypotheses, batch: Mapping[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """The body-joint ``L_2D`` of the mode and which images ``(B,)`` have any valid body joint."""
+    with torch.autocast(device_type=hyps.rotmat.device.type, enabled=False):  # the body stays in float32
+        rotmat, shape, camera = hyps.rotmat[:, :1].float(), hyps.shape[:, None].float(), hyps.camera.float()
+        joints = model.body.keypoints(rotmat, shape, "body_joints")  # (B, 1, J, 3)
+        pred = model.project(joints, camera, batch)[:, 0]  # (B, J, 2)
+    gt, valid = batch["body_joints_2d"], batch["body_joints_2d_valid"]
+    if tuple(gt.shape) != tuple(pred.shape) or tuple(valid.shape) != tuple(pred.shape[:2]):
+        raise ValueError(f"batch: expected body_joints_2d {tuple(pred.shape)} and body_joints_2d_valid "
+                         f"{tuple(pred.shape[:2])} (the body's 'body_joints'), found {tuple(gt.shape)} and "
+                         f"{tuple(valid.shape)}")
+    return keypoint_2d_loss(pred, gt.to(pred.dtype), valid.to(pred.dtype)), valid.bool().any(-1)
+
+
+def _orthonormality(pose6d: Tensor, config: LossConfig) -> Tensor:
+    """``L_orth`` of ``pose6d (B, 1 + n, J * 6)``: split into mode and samples, or one mean."""
+    rot6d = pose6d.reshape(*pose6d.shape[:2], -1, 6)
+    if config.orth_reduction == "split":
+        return orthonormal_loss(rot6d[:, :1]) + orthonormal_loss(rot6d[:, 1:])
+    if config.orth_reduction == "joint":
+        return orthonormal_loss(rot6d)
+    raise ValueError(f"loss.orth_reduction: expected 'split' or 'joint', found {config.orth_reduction!r}")
+
+
+def _mmd_term(random_2d: Tensor, batch: Mapping[str, Tensor], config: LossConfig,
+              generator: torch.Generator | None) -> Tensor:
+    target, active = select_mmd_targets(batch, config, config.num_samples, generator)
+    kernel = partial(imq_kernel, bandwidths=config.mmd_bandwidths)
+    return joint_mmd(random_2d, target.to(random_2d.dtype), active, kernel=kernel,
+                     unbiased=config.mmd_unbiased, reduction=config.mmd_reduction)
+
+
+def _mask_term(random_2d: Tensor, batch: Mapping[str, Tensor], config: LossConfig,
+               person_mask_loss: Callable[..., Tensor]) -> Tensor:
+    apply = invisible_joints(batch, config) & batch["mask_valid"].bool()[:, None]
+    reference = config.mask_normalization == "reference"
+    if not reference and config.mask_normalization != "entry":
+        raise ValueError(f"loss.mask_normalization: expected 'reference' or 'entry', found "
+                         f"{config.mask_normalization!r}")
+    return person_mask_loss(
+        random_2d,
+        batch["heatmap_samples"],
+        batch["heatmap_sample_mask_distance"],
+        batch["distance_map"],
+        apply,
+        extent=float(batch["distance_map_extent"][0]),
+        sample_valid=batch["heatmap_sample_valid"],
+        same_joint=config.mask_same_joint,
+        reduction="reference" if reference else "entry",
+        keypoints=batch["keypoints_2d"] if reference else None,
+        keypoints_valid=batch["keypoints_2d_valid"].bool() if reference else None,
+    )
+
+
+def _random_2d_term(hyps: Hypotheses, batch: Mapping[str, Tensor], config: LossConfig) -> Tensor:
+    """Table S2's l1 loss of random hypotheses to the ground truth (all or visible joints)."""
+    random = hyps.keypoints_2d[:, 1:]  # (B, n, 17, 2)
+    if config.random_2d_loss == "none" or config.random_2d_weight == 0:
+        return random.sum() * 0.0
+    gt_2d, valid = batch["keypoints_2d"], batch["keypoints_2d_valid"]
+    which = valid if config.random_2d_loss == "all" else valid & ~invisible_joints(batch, config)
+    n = random.shape[1]
+    weights = which[:, None].expand(-1, n, -1).to(gt_2d.dtype)
+    return keypoint_2d_loss(
+        random.flatten(0, 1), gt_2d[:, None].expand(-1, n, -1, -1).flatten(0, 1), weights.flatten(0, 1)
+    )
+
+
+def _camera_term(hyps: Hypotheses) -> Tensor:
+    if hyps.regressed_camera is None:
+        raise ValueError("hypotheses: regressed_camera is None; the camera-scale term "
+                         "(loss.camera_scale_weight > 0) needs the head's raw camera")
+    return camera_scale_loss(hyps.regressed_camera[:, 0].float())
 
 
 def check_loss_config(config: LossConfig) -> None:
@@ -172,8 +305,16 @@ def check_loss_config(config: LossConfig) -> None:
         raise ValueError(
             f"loss.random_2d_loss: expected 'none', 'all' or 'visible', found {config.random_2d_loss!r}"
         )
-    if config.mmd_reduction not in ("active", "all"):
-        raise ValueError(f"loss.mmd_reduction: expected 'active' or 'all', found {config.mmd_reduction!r}")
+    choices = {
+        "mmd_reduction": ("active", "all"),
+        "shape_reduction": ("sum", "mean"),
+        "orth_reduction": ("split", "joint"),
+        "mask_normalization": ("reference", "entry"),
+        "keypoint_2d_set": ("auto", "body_joints", "coco17"),
+    }
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"loss.{name}: expected one of {allowed}, found {getattr(config, name)!r}")
     for name in (
         "shape_weight",
         "keypoint_2d_weight",
@@ -182,6 +323,7 @@ def check_loss_config(config: LossConfig) -> None:
         "mmd_weight",
         "mask_weight",
         "random_2d_weight",
+        "camera_scale_weight",
     ):
         if getattr(config, name) < 0:
             raise ValueError(f"loss.{name}: expected >= 0, found {getattr(config, name)}")

@@ -24,6 +24,17 @@ remainders), each a stratified random item of it; inside a name (the BEDLAM scen
 weigh by their size. Because the trainer shuffles indices with a plain ``DataLoader``, the
 ratios live in the data set's index map, no sampler needed.
 
+Focal length: training items carry the annotated focal (``cam_int[0, 0]``, as the reference
+trains); the test set's items carry the estimate ``sqrt(W^2 + H^2)`` by default
+(``eval.test_focal="estimate"``, the reference's evaluation of 3DPW and EMDB, whose test step
+never reads ``cam_int``), or ``cam_int[0, 0]`` where the file has it with
+``eval.test_focal="annotated"``.
+
+2D body joints: when any training file has ``gtkps`` (BEDLAM, AGORA and 3DPW train files do),
+every training item carries ``body_joints_2d`` / ``body_joints_2d_valid``
+(:data:`humr.data.fields.OPTIONAL_FIELDS`), all invalid for the items of a file without them,
+so that batches collate; when none has them, no item does.
+
 Heatmap samples: ``data.samples_dir`` holds per data set either a humr store
 (``<samples_dir>/<key>/manifest.json``, ``recipes/precompute_heatmaps.py``) or the reference's
 ``<samples_dir>/<key>/<row:07d>.npy.gz``; without ``samples_dir`` the reference location
@@ -53,7 +64,14 @@ from torch.utils.data import Dataset
 
 from humr.config import DataConfig
 from humr.data.augment import PAPER_AUGMENT
-from humr.data.bedlam_cliff import BEDLAM_SCENES, BedlamCliffDataset, DatasetSpec, preset
+from humr.data.bedlam_cliff import (
+    BEDLAM_SCENES,
+    FOCAL_MODES,
+    BedlamCliffDataset,
+    DatasetSpec,
+    annotation_keys,
+    preset,
+)
 
 __all__ = [
     "TRAIN_GROUPS",
@@ -322,26 +340,39 @@ def _apportion(weights: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def build_real_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset]:
+def build_real_datasets(
+    config: DataConfig, body: str, test_focal: str = "estimate"
+) -> tuple[Dataset, Dataset]:
     """``(train, test)``: the mixture of ``config.dataset`` and the test set ``config.test_dataset``.
 
     Training items follow :mod:`humr.data.fields` with SMPL-X ground truth (J = 22, S = 11), so
     ``body`` must be ``"smplx"``; test items carry SMPL ground truth (J = 24, S = 10) for
-    :func:`humr.training.evaluation_real.evaluate_real`.
+    :func:`humr.training.evaluation_real.evaluate_real`. ``test_focal`` (``eval.test_focal``):
+    the test items' focal length, ``"estimate"`` or ``"annotated"`` (see the module docstring).
     """
     if body != "smplx":
         raise ValueError(
             f"body: real training sets are labelled with SMPL-X; train them with --body smplx, found {body!r}"
         )
+    if test_focal not in FOCAL_MODES:
+        raise ValueError(f"eval.test_focal: expected one of {FOCAL_MODES}, found {test_focal!r}")
     check_real_data_config(config)
     augment = PAPER_AUGMENT if config.augment else None
     groups = train_specs(config)
+    # Every training item carries the 2D body joints as soon as one file has them (collation).
+    body_joints = any("gtkps" in annotation_keys(s.annotation) for g in groups for s in g.specs)
     parts: list[BedlamCliffDataset] = []
     weights: list[float] = []
     ratios = config.ratios or tuple(float("nan") for _ in groups)
     for i, (group, ratio) in enumerate(zip(groups, ratios)):
         sets = [
-            BedlamCliffDataset(s, augment=augment, crop_size=config.image_size, seed=config.seed + 7919 * i)
+            BedlamCliffDataset(
+                s,
+                augment=augment,
+                crop_size=config.image_size,
+                seed=config.seed + 7919 * i,
+                body_joints_2d=body_joints,
+            )
             for s in group.specs
         ]
         sizes = np.array([len(s) for s in sets], np.float64)
@@ -358,5 +389,6 @@ def build_real_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset
         mask_dilation=0,
         mask_extent=TEST_MASK_EXTENT,
         mask_resolution=int(round(config.image_size * TEST_MASK_EXTENT)),
+        focal=test_focal,
     )
     return train, test

@@ -63,9 +63,9 @@ def reference_hypotheses(
     z = model.latents(context, num_samples, generator)
     pose6d = model.flow.transform(z, context) + model.pose_offset.to(context.dtype)
     rotmat = rot6d_to_matrix(pose6d.reshape(*pose6d.shape[:2], model.num_pose_joints, 6))
-    regressed_shape, camera = model.head(context)
+    regressed_shape, regressed_camera = model.head(context)
     shape = model.body.constrain_shape(regressed_shape)
-    camera = model.clamp_camera(camera)
+    camera = model.clamp_camera(regressed_camera)
     samples = pose6d.shape[1]
     output = model.body(rotmat, shape[:, None].expand(-1, samples, -1))  # every vertex of every body
     keypoints_3d = model.body.keypoints_from_output(output, "coco17")
@@ -83,6 +83,7 @@ def reference_hypotheses(
         translation=translation,
         keypoints_3d=keypoints_3d,
         keypoints_2d=keypoints_2d,
+        regressed_camera=regressed_camera,
     )
 
 
@@ -143,10 +144,13 @@ def reference_mask_loss(
     tolerance: float | None = None,
     sample_valid: Tensor | None = None,
     same_joint: bool = True,
+    reduction: str = "reference",
+    keypoints: Tensor | None = None,
+    keypoints_valid: Tensor | None = None,
     chunk: int = 4,
 ) -> Tensor:
-    """:func:`humr.losses.mask.mask_loss` (``reduction="mean"``) with the inside test of
-    :func:`pixel_mask_inside` and brute-force nearest samples.
+    """:func:`humr.losses.mask.mask_loss` (reductions "reference" and "entry") with the inside test
+    of :func:`pixel_mask_inside` and brute-force nearest targets.
 
     Args:
         pred: ``(B, K, S, 2)``; heatmap_samples: ``(B, K, M, 2)``; sample_mask_distance: ``(B, K, M)``;
@@ -154,11 +158,15 @@ def reference_mask_loss(
         tolerance: a sample is an in-mask target when its mask distance is at most this (default
             half a cell, as the library).
         same_joint: nearest sample of the same joint (paper) or of any joint (reference).
+        reduction: ``"reference"`` (sum over ``B * S``) or ``"entry"`` (over ``S`` times the applied
+            joints with a target), as the library.
+        keypoints, keypoints_valid: optional ``(B, K, 2)`` ground truth, always a target, and
+            ``(B, K)`` which exist.
         chunk: images per block of the mask-pixel distances.
 
     Returns:
-        Scalar: the l1 distance of every outside hypothesis of an applied joint to its nearest
-        in-mask sample, summed, over ``S`` times the number of applied joints with a target.
+        Scalar: the l1 distance of every outside hypothesis (inside the map's square) of an applied
+        joint to its nearest (l1) target, summed and normalised as ``reduction`` says.
     """
     if pred.dim() != 4 or pred.shape[-1] != 2:
         raise ValueError(f"pred: expected shape (B, K, S, 2), found {tuple(pred.shape)}")
@@ -172,21 +180,28 @@ def reference_mask_loss(
         if sample_valid is not None:
             cand = cand & sample_valid.bool()
         targets = torch.where(cand[..., None], heatmap_samples, 0.0).to(pred.dtype)
+        if keypoints is not None:
+            gt_ok = torch.ones(b, k, dtype=torch.bool, device=pred.device) if keypoints_valid is None \
+                else keypoints_valid.bool()
+            targets = torch.cat([targets, torch.where(gt_ok[..., None], keypoints, 0.0)[:, :, None]], 2)
+            cand = torch.cat([cand, gt_ok[..., None]], 2)
+            m += 1
         if same_joint:
             pool, pool_ok, has = targets, cand, cand.any(-1)
         else:
             pool = targets.reshape(b, 1, k * m, 2).expand(b, k, k * m, 2)
             pool_ok = cand.reshape(b, 1, k * m).expand(b, k, k * m)
             has = cand.reshape(b, -1).any(-1, keepdim=True).expand(b, k)
-        dist = torch.cdist(pred.detach(), pool, compute_mode="donot_use_mm_for_euclid_dist")  # (B, K, S, P)
+        dist = torch.cdist(pred.detach(), pool, p=1.0)  # (B, K, S, P), l1
         dist = dist.masked_fill(~pool_ok[:, :, None], float("inf"))
         nearest = pool.gather(2, dist.argmin(-1)[..., None].expand(b, k, s, 2))
         applied = apply.bool() & has
-        active = ~inside & applied[..., None]
-        count = applied.sum() * s
+        in_square = (pred.detach().abs() <= extent).all(-1)
+        active = ~inside & in_square & applied[..., None]
+        count = b * s if reduction == "reference" else applied.sum() * s
     zero = torch.zeros((), dtype=pred.dtype, device=pred.device)
     entry = torch.where(active, (pred - nearest).abs().sum(-1), zero)
-    return entry.sum() / count.clamp_min(1).to(pred.dtype)
+    return entry.sum() / torch.as_tensor(count).clamp_min(1).to(pred.dtype)
 
 
 def reference_training_losses(
