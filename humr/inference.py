@@ -28,7 +28,13 @@ key                      shape                   meaning
 ``keypoints_3d``         (P, S, 17, 3)           COCO-17 keypoints in the camera frame (metres)
 ``keypoints_2d``         (P, S, 17, 2)           their projections (image pixels)
 ``body``, ``joint_names``  () str, (J,) str      the body model and its joint order
+``box_index``            (P,) int                the person's row in the box file
 =======================  ======================  ==========================================
+
+Boxes that fail (missing or corrupt image, box outside its image) are skipped and reported
+(:class:`FolderPrediction`); the table holds the others. ``export`` adds
+``hypotheses.npz`` (:mod:`humr.export`'s documented keys, with the per-joint spread and the
+hypothesis chosen without ground truth) and OBJ / GLB meshes coloured by their spread.
 
 Pictures (``plots/``): per person, the hypotheses of its least confident articulated joint on
 the crop (Figs. 1, 2, 6) and four mesh hypotheses (Fig. 5).
@@ -40,7 +46,7 @@ import csv
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +55,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from humr.config import ExperimentConfig, config_from_dict
+from humr.cameras import crop_to_image
+from humr.config import ExperimentConfig
 from humr.data.augment import crop_image
+from humr.export import body_joint_names
 from humr.model.humr_model import HumrModel
+from humr.model.hypotheses import Hypotheses
 from humr.rotations import matrix_to_axis_angle
 
-__all__ = ["PersonBox", "read_boxes", "load_model", "Predictor", "predict_folder"]
+__all__ = [
+    "PersonBox",
+    "read_boxes",
+    "load_model",
+    "Predictor",
+    "prediction_arrays",
+    "predict_folder",
+    "FolderPrediction",
+    "FailedPerson",
+    "EXPORT_FORMATS",
+]
 
 #: COCO-17 elbows, wrists, knees, ankles: the joints whose hypotheses the pictures show.
 _ARTICULATED = (7, 8, 9, 10, 13, 14, 15, 16)
@@ -144,28 +163,12 @@ def load_model(
     """A trained :class:`HumrModel` and its config from a humr (Lightning) checkpoint, without Lightning.
 
     ``body_model_path`` replaces the body files' location stored in the checkpoint's config
-    (another machine); the encoder's weights come from the checkpoint itself.
+    (another machine); the encoder's weights come from the checkpoint itself
+    (:func:`humr.training.checkpoint.load_checkpoint`, the loader of training and evaluation too).
     """
-    from humr.bodies.factory import build_body
+    from humr.training.checkpoint import load_checkpoint
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint: no file at {path} (training writes <output_dir>/checkpoints/last.ckpt)"
-        )
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    config_dict = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
-    if config_dict is None or "state_dict" not in ckpt:
-        raise ValueError(
-            f"checkpoint: {path} holds no humr config and state_dict (was it written by humr's trainer?)"
-        )
-    config = config_from_dict(ExperimentConfig, config_dict)
-    if body_model_path is not None:
-        config = replace(config, body_model_path=str(body_model_path))
-    config = replace(config, model=replace(config.model, encoder_checkpoint=None))
-    model = HumrModel(config.model, build_body(config.body, config.body_model_path))
-    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    config, model = load_checkpoint(checkpoint, map_location, body_model_path)
     return model.eval(), config
 
 
@@ -205,20 +208,55 @@ class Predictor:
         self.feature_encoder = feature_encoder.eval() if feature_encoder is not None else None
         self.box_scale = float(box_scale)
 
+    def window(self, image: np.ndarray, box: PersonBox) -> tuple[np.ndarray, np.ndarray]:
+        """The part of ``image`` that the crops of ``box`` read: ``(window (h, w, 3), offset (2,))``.
+
+        ``offset`` is the window's top-left pixel ``(x, y)`` in ``image``. It covers the model's
+        square crop and the detector's 3:4 box with a margin for interpolation, clipped to the
+        image; outside the image both crops see the same zero border either way, so
+        :meth:`batch` on windows (with ``offsets`` and ``image_sizes``) gives the same input as on
+        full images while holding only the people's surroundings.
+        """
+        from humr.data.precompute import HeatmapPrecomputeConfig, detector_boxes
+
+        center, side = box.square(self.box_scale)
+        det_wh = detector_boxes(np.array([side]), HeatmapPrecomputeConfig())[0]
+        half = np.maximum(side, det_wh) / 2 + 4  # (x, y) half extents, 4 px of interpolation margin
+        h, w = image.shape[:2]
+        x0, y0 = np.maximum(0, np.floor(center - half)).astype(int)
+        x1, y1 = np.minimum([w, h], np.ceil(center + half).astype(int) + 1)
+        return image[y0:y1, x0:x1], np.array([x0, y0], np.float64)
+
     def batch(
-        self, images: Sequence[np.ndarray], boxes: Sequence[PersonBox], focal: float | None = None
+        self,
+        images: Sequence[np.ndarray],
+        boxes: Sequence[PersonBox],
+        focal: float | None = None,
+        offsets: np.ndarray | None = None,
+        image_sizes: np.ndarray | None = None,
     ) -> dict[str, Tensor]:
-        """The model's input batch for ``P`` persons: ``images`` RGB uint8 ``(H, W, 3)``, one per box."""
+        """The model's input batch for ``P`` persons: ``images`` RGB uint8 ``(H, W, 3)``, one per box.
+
+        ``images`` may be :meth:`window` cut-outs: then ``offsets (P, 2)`` gives each one's
+        top-left pixel in its full image and ``image_sizes (P, 2)`` the full image's ``(W, H)``
+        (boxes stay in full-image pixels).
+        """
         from humr.data.precompute import detect_keypoints
 
+        p = len(boxes)
+        offsets = np.zeros((p, 2)) if offsets is None else np.asarray(offsets, np.float64).reshape(p, 2)
         squares = [b.square(self.box_scale) for b in boxes]
-        centers = np.stack([c for c, _ in squares])  # (P, 2)
+        centers = np.stack([c for c, _ in squares])  # (P, 2) full-image pixels
+        local = centers - offsets  # in the given arrays
         sides = np.array([s for _, s in squares])  # (P,)
-        crops = np.stack([crop_image(img, c, s, self.crop_size) for img, (c, s) in zip(images, squares)])
-        det = detect_keypoints(self.vitpose, images, centers, sides, normalisation=self.normalisation)
-        det_crop = (det[..., :2] - centers[:, None]) / (sides[:, None, None] / 2)  # crop coordinates
-        wh = np.array([[img.shape[1], img.shape[0]] for img in images], np.float64)
-        focals = np.hypot(wh[:, 0], wh[:, 1]) if focal is None else np.full(len(boxes), float(focal))
+        crops = np.stack([crop_image(img, c, s, self.crop_size) for img, c, s in zip(images, local, sides)])
+        det = detect_keypoints(self.vitpose, images, local, sides, normalisation=self.normalisation)
+        det_crop = (det[..., :2] - local[:, None]) / (sides[:, None, None] / 2)  # crop coordinates
+        if image_sizes is None:
+            wh = np.array([[img.shape[1], img.shape[0]] for img in images], np.float64)
+        else:
+            wh = np.asarray(image_sizes, np.float64).reshape(p, 2)
+        focals = np.hypot(wh[:, 0], wh[:, 1]) if focal is None else np.full(p, float(focal))
         param = next(self.model.parameters())
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=param.dtype, device=param.device)  # noqa: E731
         batch = {
@@ -235,6 +273,27 @@ class Predictor:
         return batch
 
     @torch.no_grad()
+    def hypotheses(
+        self,
+        images: Sequence[np.ndarray],
+        boxes: Sequence[PersonBox],
+        num_hypotheses: int = 100,
+        focal: float | None = None,
+        generator: torch.Generator | None = None,
+        offsets: np.ndarray | None = None,
+        image_sizes: np.ndarray | None = None,
+    ) -> tuple[Hypotheses, dict[str, Tensor]]:
+        """The model's :class:`Hypotheses` (with log-likelihoods) and the batch it saw."""
+        if num_hypotheses < 1:
+            raise ValueError(f"num_hypotheses: expected >= 1 (the mode first), found {num_hypotheses}")
+        if len(images) != len(boxes):
+            raise ValueError(
+                f"images, boxes: expected one image per box, found {len(images)} and {len(boxes)}"
+            )
+        batch = self.batch(images, boxes, focal, offsets, image_sizes)
+        hyps = self.model(batch, num_samples=num_hypotheses - 1, generator=generator, with_log_prob=True)
+        return hyps, batch
+
     def __call__(
         self,
         images: Sequence[np.ndarray],
@@ -242,65 +301,103 @@ class Predictor:
         num_hypotheses: int = 100,
         focal: float | None = None,
         generator: torch.Generator | None = None,
+        offsets: np.ndarray | None = None,
+        image_sizes: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Arrays of the module table for ``P`` persons (``images[i]`` holds ``boxes[i]``)."""
-        if num_hypotheses < 1:
-            raise ValueError(f"num_hypotheses: expected >= 1 (the mode first), found {num_hypotheses}")
-        if len(images) != len(boxes):
-            raise ValueError(
-                f"images, boxes: expected one image per box, found {len(images)} and {len(boxes)}"
-            )
-        batch = self.batch(images, boxes, focal)
-        hyps = self.model(batch, num_samples=num_hypotheses - 1, generator=generator, with_log_prob=True)
-        translation = hyps.translation
-        kp3d = hyps.keypoints_3d + translation[:, None, None]
-        kp2d = batch["center"][:, None, None] + hyps.keypoints_2d * (
-            batch["box_size"][:, None, None, None] / 2
-        )
-        c = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
-        det = c(batch["detector_keypoints"])
-        det[..., :2] = det[..., :2] * c(batch["box_size"])[:, None, None] / 2 + c(batch["center"])[:, None]
-        return {
-            "image": np.array([b.image for b in boxes]),
-            "box": np.array([b.box for b in boxes], np.float64),
-            "center": c(batch["center"]),
-            "box_size": c(batch["box_size"]),
-            "focal": c(batch["focal"]),
-            "image_size": c(batch["image_size"]),
-            "detector_keypoints": det,
-            "pose6d": c(hyps.pose6d),
-            "rotmat": c(hyps.rotmat),
-            "axis_angle": c(matrix_to_axis_angle(hyps.rotmat)),
-            "log_likelihood": c(hyps.log_prob),
-            "shape": c(hyps.shape),
-            "camera": c(hyps.camera),
-            "translation": c(translation),
-            "keypoints_3d": c(kp3d),
-            "keypoints_2d": c(kp2d),
-            "crop": (c(batch["image"]).transpose(0, 2, 3, 1) * 255).round().astype(np.uint8),
-        }
+        hyps, batch = self.hypotheses(images, boxes, num_hypotheses, focal, generator, offsets, image_sizes)
+        return prediction_arrays(hyps, batch, boxes)
 
 
-def _read_image(folder: Path, box: PersonBox, where: str) -> np.ndarray:
-    path = folder / box.image
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: image {path} not found (image names are relative to {folder})")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def prediction_arrays(
+    hyps: Hypotheses, batch: dict[str, Tensor], boxes: Sequence[PersonBox]
+) -> dict[str, np.ndarray]:
+    """The module table's arrays (and the model's ``crop`` pictures) of one :class:`Predictor` batch."""
+    translation = hyps.translation
+    kp3d = hyps.keypoints_3d + translation[:, None, None]
+    kp2d = crop_to_image(hyps.keypoints_2d, batch["center"][:, None], batch["box_size"][:, None])
+    c = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
+    det = c(batch["detector_keypoints"])
+    det[..., :2] = det[..., :2] * c(batch["box_size"])[:, None, None] / 2 + c(batch["center"])[:, None]
+    return {
+        "image": np.array([b.image for b in boxes]),
+        "box": np.array([b.box for b in boxes], np.float64),
+        "center": c(batch["center"]),
+        "box_size": c(batch["box_size"]),
+        "focal": c(batch["focal"]),
+        "image_size": c(batch["image_size"]),
+        "detector_keypoints": det,
+        "pose6d": c(hyps.pose6d),
+        "rotmat": c(hyps.rotmat),
+        "axis_angle": c(matrix_to_axis_angle(hyps.rotmat)),
+        "log_likelihood": c(hyps.log_prob),
+        "shape": c(hyps.shape),
+        "camera": c(hyps.camera),
+        "translation": c(translation),
+        "keypoints_3d": c(kp3d),
+        "keypoints_2d": c(kp2d),
+        "crop": (c(batch["image"]).transpose(0, 2, 3, 1) * 255).round().astype(np.uint8),
+    }
+
+
+@dataclass(frozen=True)
+class FailedPerson:
+    """A box that could not be predicted: its ``index`` in the box file, its ``image`` and why."""
+
+    index: int
+    image: str
+    reason: str
+
+
+@dataclass
+class FolderPrediction:
+    """What :func:`predict_folder` wrote.
+
+    npz: ``predictions.npz`` (None when every person failed); plots and exports: the pictures
+    and the ``--export`` files; failed: the skipped boxes; num_persons: persons predicted.
+    """
+
+    npz: Path | None
+    plots: list[Path]
+    exports: list[Path]
+    failed: list[FailedPerson]
+    num_persons: int
+
+    def summary(self) -> str:
+        """One line per failure and a count, for the user."""
+        lines = [f"skipped person {f.index} ({f.image}): {f.reason}" for f in self.failed]
+        total = self.num_persons + len(self.failed)
+        lines.append(f"{self.num_persons} of {total} persons predicted, {len(self.failed)} failed"
+                     + (f" -> {self.npz}" if self.npz is not None else ""))
+        return "\n".join(lines)
+
+
+def _decode_image(folder: Path, name: str) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` of ``folder / name``; ``ValueError`` when it does not decode."""
+    path = folder / name
+    try:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # some corrupt files raise instead of returning None
+        raise ValueError(f"cannot decode image {path} ({err})") from err
     if bgr is None:
-        raise ValueError(f"{where}: cannot decode image {path} (corrupt or not an image?)")
-    h, w = bgr.shape[:2]
-    x0, y0, x1, y1 = box.box
-    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise ValueError(f"{where}: box {box.box} lies outside image {path} of size (W, H) = ({w}, {h})")
+        raise ValueError(f"cannot decode image {path} (corrupt or not an image?)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _plots(out: dict[str, np.ndarray], body, folder: Path, offset: int, meshes: bool = True) -> list[Path]:
+def _check_inside(box: PersonBox, image: np.ndarray, path: Path) -> None:
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box.box
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        raise ValueError(f"box {box.box} lies outside image {path} of size (W, H) = ({w}, {h})")
+
+
+def _plots(
+    out: dict[str, np.ndarray], body, folder: Path, stems: Sequence[str], meshes: bool = True
+) -> list[Path]:
     from humr.eval.plots import plot_joint_hypotheses, plot_mesh_hypotheses
 
     written = []
-    for p in range(len(out["image"])):
-        stem = f"{offset + p:04d}_{Path(str(out['image'][p])).stem}"
+    for p, stem in enumerate(stems):
         conf = out["detector_keypoints"][p, list(_ARTICULATED), 2]
         joint = _ARTICULATED[int(conf.argmin())]  # the least confident: where the spread should show
         crop_xy = (out["keypoints_2d"][p, :, joint] - out["center"][p]) / (out["box_size"][p] / 2)
@@ -319,41 +416,70 @@ def _plots(out: dict[str, np.ndarray], body, folder: Path, offset: int, meshes: 
     return written
 
 
-def predict_folder(
-    image_dir: str | Path,
-    boxes: str | Path | Sequence[PersonBox],
-    checkpoint: str | Path,
-    vitpose_dir: str | Path,
-    out_dir: str | Path,
-    num_hypotheses: int = 100,
-    batch_size: int = 8,
-    encoder_checkpoint: str | Path | None = None,
-    body_model_path: str | Path | None = None,
-    focal: float | None = None,
-    box_scale: float = 1.2,
-    plots: bool = True,
-    mesh_plots: bool = True,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = True,
-) -> Path:
-    """Predict every box of ``boxes`` (a file for :func:`read_boxes`, or the boxes) in ``image_dir``.
+#: Formats of ``predict_folder(export=...)`` / ``recipes/predict.py --export``.
+EXPORT_FORMATS: tuple[str, ...] = ("npz", "obj", "glb")
 
-    Writes ``out_dir/predictions.npz`` (the module table) and, with ``plots``, the pictures to
-    ``out_dir/plots`` (``mesh_plots=False``: only the joint pictures). Returns the ``.npz`` path.
-    Box file and images are checked before any model is loaded.
-    """
-    from tqdm.auto import tqdm
 
+def _check_export(export: Sequence[str]) -> tuple[str, ...]:
+    formats = tuple(export)
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
+    if bad:
+        raise ValueError(f"export: expected formats among {list(EXPORT_FORMATS)}, found {bad}")
+    return formats
+
+
+class _Stream:
+    """Boxes in file order -> batches of image windows; each image decoded once per run of its boxes."""
+
+    def __init__(self, folder: Path, people: Sequence[PersonBox], predictor: Predictor, skip: set[int]):
+        self.folder, self.people, self.predictor, self.skip = folder, people, predictor, skip
+        self.failed: list[FailedPerson] = []
+
+    def batches(self, batch_size: int):
+        """Yield ``(indices, boxes, windows, offsets (P, 2), image_sizes (P, 2))`` of up to ``batch_size``."""
+        pending: list[tuple[int, np.ndarray, np.ndarray, tuple[int, int]]] = []
+        name, image, error = None, None, None
+        for i, box in enumerate(self.people):
+            if i in self.skip:
+                continue
+            if box.image != name:  # only the last decoded image is held
+                name, image, error = box.image, None, None
+                try:
+                    image = _decode_image(self.folder, name)
+                except ValueError as err:
+                    error = str(err)
+            try:
+                if error is not None:
+                    raise ValueError(error)
+                _check_inside(box, image, self.folder / name)
+            except ValueError as err:
+                self.failed.append(FailedPerson(i, box.image, str(err)))
+                continue
+            window, offset = self.predictor.window(image, box)
+            pending.append((i, window, offset, (image.shape[1], image.shape[0])))
+            if len(pending) == batch_size:
+                yield self._pack(pending)
+                pending = []
+        if pending:
+            yield self._pack(pending)
+
+    def _pack(self, pending):
+        idx = [p[0] for p in pending]
+        return (idx, [self.people[i] for i in idx], [p[1] for p in pending],
+                np.stack([p[2] for p in pending]), np.array([p[3] for p in pending], np.float64))
+
+
+def _missing_images(folder: Path, people: Sequence[PersonBox]) -> list[FailedPerson]:
+    return [
+        FailedPerson(i, b.image, f"image {folder / b.image} not found (image names are relative to {folder})")
+        for i, b in enumerate(people)
+        if not (folder / b.image).is_file()
+    ]
+
+
+def _load_predictor(checkpoint, vitpose_dir, encoder_checkpoint, body_model_path, box_scale, device):
     from humr.data.precompute import load_vitpose
 
-    folder = Path(image_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image_dir: {folder} is not a directory")
-    people = read_boxes(boxes) if isinstance(boxes, str | Path) else list(boxes)
-    images = [_read_image(folder, b, f"person {i} ({b.image})") for i, b in enumerate(people)]
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
     model, config = load_model(checkpoint, body_model_path)
     model.to(device)
     encoder = None
@@ -371,28 +497,120 @@ def predict_folder(
     predictor = Predictor(
         model, load_vitpose(vitpose_dir, device), config.data.image_size, vitpose_dir, encoder, box_scale
     )
+    return predictor, config
+
+
+def predict_folder(
+    image_dir: str | Path,
+    boxes: str | Path | Sequence[PersonBox],
+    checkpoint: str | Path,
+    vitpose_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    num_hypotheses: int = 100,
+    batch_size: int = 8,
+    encoder_checkpoint: str | Path | None = None,
+    body_model_path: str | Path | None = None,
+    focal: float | None = None,
+    box_scale: float = 1.2,
+    plots: bool = True,
+    mesh_plots: bool = True,
+    export: Sequence[str] = (),
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> FolderPrediction:
+    """Predict every box of ``boxes`` (a file for :func:`read_boxes`, or the boxes) in ``image_dir``.
+
+    Images are streamed: each is decoded when its first box comes up and only the people's
+    surroundings (:meth:`Predictor.window`) wait for a batch, so memory does not grow with the
+    image size or the number of boxes. A box whose image is missing, does not decode, or which
+    lies outside its image is skipped and reported in the result's ``failed``; the others are
+    written: ``out_dir/predictions.npz`` (the module table, plus ``box_index``: each person's
+    row in the box file), with ``plots`` the pictures in ``out_dir/plots``
+    (``mesh_plots=False``: only the joint pictures), and the ``export`` formats:
+    ``"npz"`` -> ``out_dir/hypotheses.npz`` (:func:`humr.export.save_npz`), ``"obj"`` /
+    ``"glb"`` -> ``out_dir/meshes`` (:func:`humr.export.save_meshes`: mode, selected and four
+    samples per person). The box file is read, and the images' presence checked, before the
+    model loads; ``FileNotFoundError`` when no image exists, ``ValueError`` when every box fails.
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image_dir: {folder} is not a directory")
+    people = read_boxes(boxes) if isinstance(boxes, str | Path) else list(boxes)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
+    formats = _check_export(export)
+    missing = _missing_images(folder, people)
+    if len(missing) == len(people):
+        raise FileNotFoundError(f"person {missing[0].index} ({missing[0].image}): {missing[0].reason}")
+    predictor, config = _load_predictor(
+        checkpoint, vitpose_dir, encoder_checkpoint, body_model_path, box_scale, device
+    )
+    body = predictor.model.body
     generator = torch.Generator(device=device).manual_seed(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stream = _Stream(folder, people, predictor, {f.index for f in missing})
     parts: list[dict[str, np.ndarray]] = []
+    kept: list[tuple[Hypotheses, dict[str, Tensor], Tensor]] = []  # for hypotheses.npz
     written: list[Path] = []
-    for start in tqdm(range(0, len(people), batch_size), desc="predict", disable=not progress, leave=False):
-        stop = start + batch_size
-        part = predictor(images[start:stop], people[start:stop], num_hypotheses, focal, generator)
+    exported: list[Path] = []
+    for idx, part_boxes, windows, offsets, sizes in tqdm(
+        stream.batches(batch_size), desc="predict", disable=not progress, leave=False
+    ):
+        hyps, batch = predictor.hypotheses(
+            windows, part_boxes, num_hypotheses, focal, generator, offsets, sizes
+        )
+        part = prediction_arrays(hyps, batch, part_boxes)
+        part["box_index"] = np.array(idx, np.int64)
+        stems = [f"{i:04d}_{Path(b.image).stem}" for i, b in zip(idx, part_boxes)]
         if plots:
-            written += _plots(part, model.body, out / "plots", start, meshes=mesh_plots)
+            written += _plots(part, body, out / "plots", stems, meshes=mesh_plots)
+        exported += _export_part(hyps, batch, body, formats, out, stems, kept)
+        del part["crop"]
         parts.append(part)
-    result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "crop"}
+    failed = sorted(missing + stream.failed, key=lambda f: f.index)
+    if not parts:
+        summary = FolderPrediction(None, [], [], failed, 0).summary()
+        raise ValueError(f"boxes: no person could be predicted\n{summary}")
+    result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     result["body"] = np.array(config.body)
-    result["joint_names"] = np.array(_joint_names(model.body))
+    result["joint_names"] = np.array(body_joint_names(body))
     path = out / "predictions.npz"
     np.savez(path, **result)
-    return path
+    if kept:
+        exported.append(_export_npz(kept, body, config.body, out / "hypotheses.npz"))
+    return FolderPrediction(path, written, exported, failed, len(result["image"]))
 
 
-def _joint_names(body) -> list[str]:
-    from humr.bodies.base import BODY_JOINT_NAMES
+def _cpu(hyps: Hypotheses) -> Hypotheses:
+    values = {f.name: getattr(hyps, f.name) for f in fields(Hypotheses)}
+    return Hypotheses(**{k: v if v is None else v.detach().cpu() for k, v in values.items()})
 
-    names = getattr(body, "joint_names", None)
-    names = list(names) if names is not None else list(BODY_JOINT_NAMES)
-    return names[: body.num_pose_joints]
+
+def _export_part(hyps, batch, body, formats, out: Path, stems, kept: list) -> list[Path]:
+    """Meshes of one batch now; its hypotheses kept (on the CPU) for the one ``hypotheses.npz``."""
+    if not formats:
+        return []
+    from humr.eval.select import select_hypotheses
+    from humr.export import save_meshes
+
+    selected = select_hypotheses(hyps, batch).index
+    if "npz" in formats:
+        camera = {k: batch[k].detach().cpu() for k in ("center", "box_size", "focal", "image_size")}
+        kept.append((_cpu(hyps), camera, selected.cpu()))
+    mesh_formats = [f for f in formats if f != "npz"]
+    if not mesh_formats:
+        return []
+    return save_meshes(out / "meshes", hyps, body, selected=selected, formats=mesh_formats, names=stems)
+
+
+def _export_npz(kept: list, body, name: str, path: Path) -> Path:
+    from humr.export import concat_hypotheses, save_npz
+
+    hyps = concat_hypotheses([h for h, _, _ in kept])
+    camera = {k: torch.cat([c[k] for _, c, _ in kept]) for k in kept[0][1]}
+    return save_npz(path, hyps, body, camera, selected=torch.cat([s for _, _, s in kept]), name=name)

@@ -1,4 +1,4 @@
-"""The full paper model (Table 1 / Table 2 "Ours").
+r"""The full paper model (Table 1 / Table 2 "Ours").
 
 With no argument: builds (or reuses) the embedded synthetic data set, trains the full model
 with the free Anny body on the CPU, evaluates it, prints the metrics table and writes plots,

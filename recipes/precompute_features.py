@@ -1,4 +1,4 @@
-"""Cache frozen HRNet-W48 features of the unaugmented crops of a real data set, resumable.
+r"""Cache frozen HRNet-W48 features of the unaugmented crops of a real data set, resumable.
 
 The paper freezes the BEDLAM-CLIFF backbone (Sec. 4.5); without image augmentation its output
 per crop never changes, so it can be computed once (``humr.data.precompute.precompute_features``).

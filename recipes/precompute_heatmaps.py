@@ -1,4 +1,4 @@
-"""Precompute ViTPose heatmap samples for a real data set (paper Sec. 4.5), resumable.
+r"""Precompute ViTPose heatmap samples for a real data set (paper Sec. 4.5), resumable.
 
 For every annotation row: crop the ground-truth box expanded to ViTPose's 3:4 aspect, run
 ViTPose from a local ``transformers`` checkpoint directory (never downloaded), draw 150 samples

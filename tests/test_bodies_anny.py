@@ -284,3 +284,17 @@ def test_sample_adult_phenotypes_dtype():
     assert x.dtype == torch.float64 and x.shape == (5, 6)
     with pytest.raises(ValueError, match="n"):
         sample_adult_phenotypes(-1)
+
+
+def test_validate_rotations_refuses_non_rotations_like_smplx(body):
+    from humr.bodies import build_body
+
+    checked = build_body("anny", dtype=torch.float64, validate_rotations=True)
+    pose, shape = random_pose(3, 0.5, seed=4), body.mean_shape(3)
+    torch.testing.assert_close(checked.keypoints(pose, shape), body.keypoints(pose, shape))
+    for bad in (1e6 * identity(3), identity(3).flip(-1), 1.05 * pose):  # scaled, reflected, stretched
+        with pytest.raises(ValueError, match="pose: expected rotation matrices"):
+            checked.keypoints(bad, shape)
+        with pytest.raises(ValueError, match="pose: expected rotation matrices"):
+            checked(bad, shape)
+    body.keypoints(1.05 * pose, shape)  # unchecked by default: the check costs a host sync

@@ -467,3 +467,31 @@ def test_importing_bodies_does_not_import_anny_or_smplx():
         "assert 'AnnyBody' in b.__all__"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupted"])
+def test_a_damaged_model_file_is_named_and_said_damaged(tmp_path, how):
+    from humr.bodies.fake_files import write_damaged_copy
+
+    good = write_smplx_npz(tmp_path / "good" / "SMPLX_NEUTRAL.npz", num_vertices=300, num_shape_components=3)
+    bad = write_damaged_copy(good, tmp_path / how / "SMPLX_NEUTRAL.npz", how)
+    with pytest.raises(ValueError, match=rf"model_path: {bad} is damaged"):
+        SMPLXBody(bad.parent, num_shape=10)
+    smpl = write_smpl_npz(tmp_path / "good_smpl" / "SMPL_NEUTRAL.npz", num_vertices=7000)
+    bad = write_damaged_copy(smpl, tmp_path / f"{how}_smpl" / "SMPL_NEUTRAL.npz", how)
+    with pytest.raises(ValueError, match=rf"model_path: {bad} is damaged"):
+        SMPLBody(bad.parent)
+
+
+@pytest.mark.parametrize("key", ["v_template", "shapedirs", "posedirs", "J_regressor", "weights"])
+def test_nan_inside_a_model_file_is_caught_when_it_is_loaded(tmp_path, key):
+    def poison(arrays):
+        arrays[key].flat[7] = np.inf if key == "posedirs" else np.nan
+
+    path = write_smpl_npz(tmp_path / "SMPL_NEUTRAL.npz", edit=poison)
+    with pytest.raises(ValueError, match=rf"{path} is damaged: NaN or infinite values in "):
+        SMPLBody(path)
+    if key == "v_template":  # SMPL-X loads through the same check
+        path = write_smplx_npz(tmp_path / "SMPLX_NEUTRAL.npz", num_shape_components=20, edit=poison)
+        with pytest.raises(ValueError, match=rf"{path} is damaged: NaN or infinite values in v_template"):
+            SMPLXBody(path, num_shape=10)

@@ -1,14 +1,23 @@
-"""Configs: round trips through JSON and the command line, and the ablations as config diffs."""
+"""Configs: round trips through JSON and the command line, validation of every field when a
+config is built, and the ablations as config diffs."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
+import math
+import re
+import typing
+from pathlib import Path
 
 import pytest
 
 from humr.ablations import sample_count_rows, table3_rows, table_s2_rows
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig, load_config, override, save_config
 from humr.training.cli import _leaves, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _flat(config) -> dict:
@@ -27,16 +36,28 @@ def test_json_round_trip(tmp_path):
         assert load_config(tmp_path / "c.json") == config
 
 
+def _names(hint) -> tuple[str, ...]:
+    """The names a ``Literal`` (or optional ``Literal``) field accepts, else ()."""
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    inner = [a for a in typing.get_args(hint) if typing.get_origin(a) is typing.Literal]
+    return typing.get_args(inner[0]) if inner else ()
+
+
 def test_every_field_is_overridable_from_the_command_line():
     argv, expected = [], {}
-    for dotted, _hint in _leaves(ExperimentConfig):
+    for dotted, hint in _leaves(ExperimentConfig):
         current = _flat(SYNTHETIC_CPU)[dotted]
-        if isinstance(current, bool):
+        if _names(hint):  # another accepted name (the last one: "features" needs no HRNet width)
+            new = text = [n for n in _names(hint) if n != current][-1]
+        elif isinstance(current, bool):
             new, text = not current, str(not current).lower()
         elif isinstance(current, int):
             new, text = current + 3, str(current + 3)
-        elif isinstance(current, float):
-            new, text = current * 2 + 1, repr(current * 2 + 1)
+        elif isinstance(current, float):  # stays inside [0, 1] for thresholds, > 0 for the rest
+            new, text = current / 2 + 0.01, repr(current / 2 + 0.01)
+        elif dotted == "data.ratios":
+            new, text = (0.5,), "0.5"  # one ratio per data set
         elif isinstance(current, tuple):
             new, text = (0.5, 0.25), "0.5,0.25"
         else:  # str or None
@@ -73,11 +94,11 @@ def test_table3_adds_one_component_per_row():
     rows = table3_rows(SYNTHETIC_CPU)
     assert [label for label, _ in rows][-1].startswith("+ L_mask")
     assert _diff(rows[-1][1], SYNTHETIC_CPU) == set()  # the last row is the full model
-    expected = [
+    expected = [  # (tests/test_ablations.py checks them against the paper's row names)
         {"model.use_bbox_info"},
         {"model.use_pose_condition"},
-        {"model.flow"},
-        {"loss.mmd_weight"},
+        {"model.flow"},  # SYNTHETIC_CPU's flow already has ProHMR's 4 layers
+        {"loss.mmd_weight", "loss.random_2d_loss", "loss.random_2d_weight"},
         {"loss.mask_weight"},
     ]
     for (_, prev), (_, cur), want in zip(rows, rows[1:], expected):
@@ -99,26 +120,170 @@ def test_table_s2_and_sample_count_rows():
     assert counts == [2, 25]
 
 
-def test_paper_config_holds_the_papers_numbers():
-    loss, model = PAPER_FULL.loss, PAPER_FULL.model
-    assert (
-        loss.shape_weight,
-        loss.keypoint_2d_weight,
-        loss.nll_weight,
-        loss.orth_weight,
-        loss.mmd_weight,
-        loss.mask_weight,
-    ) == (5e-4, 1e-2, 1e-1, 1e-1, 5e-2, 1e-1)
-    assert (loss.num_samples, loss.uncertain_threshold, loss.visibility_threshold) == (25, 0.7, 0.5)
-    assert loss.mmd_bandwidths == (0.05, 0.2, 0.9)
-    assert (model.flow_layers, model.flow_hidden, model.flow_clamp, model.image_features) == (
-        8,
-        1024,
-        2.0,
-        720,
-    )
-    assert (PAPER_FULL.train.lr, PAPER_FULL.train.weight_decay, PAPER_FULL.data.batch_size) == (
-        1e-4,
-        1e-4,
-        64,
-    )
+#: What SYNTHETIC_CPU may change of the paper's config (its docstring): the data, the body, the
+#: encoder, the network widths, the batch and the training / evaluation budget. Never a loss.
+CPU_BUDGET = {
+    "body",
+    "model.encoder",
+    "model.image_features",
+    "model.freeze_encoder",
+    "model.pose_hidden",
+    "model.pose_features",
+    "model.flow_layers",
+    "model.flow_hidden",
+    "model.head_hidden",
+    "data.dataset",
+    "data.image_size",
+    "data.batch_size",
+    "train.max_steps",
+    "train.lr",
+    "train.checkpoint_every",
+    "eval.max_images",
+}
+
+
+def test_the_cpu_default_changes_only_the_budget_of_the_paper_config():
+    changed = _diff(SYNTHETIC_CPU, PAPER_FULL)
+    assert changed <= CPU_BUDGET, changed - CPU_BUDGET
+    assert SYNTHETIC_CPU.loss == PAPER_FULL.loss  # "keeps every loss, weight and joint rule"
+
+
+# ----------------------------------------------------------------------------- validation
+
+BAD_VALUES = [
+    ("loss.mmd_weight", math.nan),
+    ("loss.mmd_weight", math.inf),
+    ("loss.mask_weight", -0.1),
+    ("loss.camera_scale_weight", -1.0),
+    ("loss.random_2d_weight", math.nan),
+    ("loss.mmd_weight", "0.1"),
+    ("loss.mmd_bandwidths", (-1.0,)),
+    ("loss.mmd_bandwidths", (0.2, math.inf)),
+    ("loss.mmd_bandwidths", ()),
+    ("loss.uncertain_threshold", 2.0),
+    ("loss.visibility_threshold", -0.1),
+    ("loss.heatmap_min_confidence", math.nan),
+    ("loss.nll_noise", -0.005),
+    ("loss.num_samples", 1),
+    ("loss.mmd_reduction", "mean"),
+    ("loss.random_2d_loss", "some"),
+    ("loss.shape_reduction", "median"),
+    ("loss.orth_reduction", "both"),
+    ("loss.mask_normalization", "pixel"),
+    ("loss.keypoint_2d_set", "h36m"),
+    ("loss.nll_per_dimension", 1),
+    ("train.lr", 0.0),
+    ("train.lr", math.nan),
+    ("train.weight_decay", -1e-4),
+    ("train.checkpoint_every", 0),
+    ("train.gradient_clip", -1.0),
+    ("train.max_steps", 0),
+    ("train.precision", "fp8"),
+    ("train.accelerator", "abacus"),
+    ("data.ratios", (1.0, 2.0)),  # two ratios, one data set
+    ("data.ratios", (-1.0,)),
+    ("data.dataset", "bedlam++agora"),
+    ("data.test_dataset", "h36m"),
+    ("data.batch_size", 0),
+    ("data.num_workers", -1),
+    ("model.flow", "foo"),
+    ("model.encoder", "resnet"),
+    ("model.flow_clamp", 0.0),
+    ("model.flow_layers", 0),
+    ("eval.test_focal", "exif"),
+    ("eval.num_hypotheses", 0),
+    ("eval.uncertain_threshold_mm", -5.0),
+    ("body", "smurf"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_VALUES)
+def test_each_bad_value_raises_naming_its_field_wherever_the_config_comes_from(field, value, tmp_path):
+    named = re.escape(field) + ":"
+    with pytest.raises(ValueError, match=named):
+        override(SYNTHETIC_CPU, {field: value})
+    # The same value in a config.json (lists and all, as JSON writes them).
+    data = dataclasses.asdict(SYNTHETIC_CPU)
+    section, _, leaf = field.rpartition(".")
+    (data[section] if section else data)[leaf] = list(value) if isinstance(value, tuple) else value
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=named):
+        load_config(tmp_path / "config.json")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model.flow", "foo"], "--model.flow: expected one of realnvp, glow, found 'foo'"),
+        (["--loss.mmd_weight", "nan"], "loss.mmd_weight: expected a finite value >= 0, found nan"),
+        (["--loss.mmd_bandwidths", "-1"], "loss.mmd_bandwidths: expected a finite value > 0"),
+        (["--loss.uncertain_threshold", "2"], "loss.uncertain_threshold: expected a value in [0, 1]"),
+        (["--data.ratios", "1,2"], "data.ratios: expected 1 values, one per '+'-joined name"),
+    ],
+)
+def test_the_recipes_refuse_a_bad_flag_naming_it_before_any_folder_exists(argv, message, tmp_path, capsys):
+    from humr.training.recipe import main_full
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        main_full(["--tiny", "--output-dir", str(out), *argv])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_unknown_data_set_is_named_before_the_body_or_any_folder(tmp_path):
+    from humr.training.recipe import main_full
+
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="data.dataset: unknown training set 'foo'"):
+        main_full(["--data", "foo", "--output-dir", str(out)])
+    assert not out.exists()
+
+
+def test_fields_checked_together_change_together_in_any_order():
+    for order in (("data.dataset", "data.ratios"), ("data.ratios", "data.dataset")):
+        values = {"data.dataset": "bedlam+agora", "data.ratios": (1.0, 3.0)}
+        config = override(PAPER_FULL, {k: values[k] for k in order})
+        assert (config.data.dataset, config.data.ratios) == ("bedlam+agora", (1.0, 3.0))
+    config = override(SYNTHETIC_CPU, {"model.image_features": 720, "model.encoder": "hrnet_w48"})
+    assert config.model.encoder == "hrnet_w48"
+
+
+def test_config_names_agree_with_the_code_that_uses_them():
+    from lightning.fabric.connector import _PRECISION_INPUT_STR
+
+    from humr.bodies.factory import BODY_NAMES
+    from humr.config import BodyName, FlowName, Precision, TestSetName
+    from humr.flows import FLOW_KINDS
+    from humr.training.precision import NATIVE_BF16_FLAGS, resolve_precision
+    from humr.training.real_data import TEST_SETS
+
+    assert set(typing.get_args(BodyName)) == set(BODY_NAMES)
+    assert set(typing.get_args(FlowName)) == set(FLOW_KINDS)
+    assert set(typing.get_args(TestSetName)) == set(TEST_SETS)
+    # "auto" is humr's own and resolves to one of Lightning's names (humr.training.precision)
+    assert set(typing.get_args(Precision)) - {"auto"} <= set(typing.get_args(_PRECISION_INPUT_STR))
+    resolved = {resolve_precision("auto", "cpu", cpu_flags=flags) for flags in (frozenset(), NATIVE_BF16_FLAGS)}
+    assert resolved <= set(typing.get_args(_PRECISION_INPUT_STR))
+
+
+@pytest.mark.parametrize("recipe", ["paper_full", "ablation_table3"])
+def test_help_lists_tiny_and_keeps_the_recipes_line_breaks(recipe, monkeypatch, capsys):
+    import sys
+
+    from humr.training.recipe import main_full, main_rows
+
+    source = (ROOT / "recipes" / f"{recipe}.py").read_text()
+    doc = ast.get_docstring(ast.parse(source), clean=False)  # what Python makes of it
+    monkeypatch.setattr(sys.modules["__main__"], "__doc__", doc)  # as when the recipe runs
+    with pytest.raises(SystemExit) as exited:
+        if recipe == "paper_full":
+            main_full(["--help"])
+        else:
+            main_rows(table3_rows, "Table 3", "runs/table3", ["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and re.search(r"^\s+--tiny\s", out, re.MULTILINE)
+    lines = set(out.splitlines())
+    written = source.split('"""')[1].strip()  # the docstring as written, line by line
+    for line in written.splitlines():
+        assert not line.strip() or line.rstrip() in lines, line

@@ -364,3 +364,34 @@ def test_expand_box_to_aspect(w, h, pad):
 def test_coordinate_bad_inputs(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_argmax_of_wide_low_precision_heatmaps_gives_the_exact_column(dtype):
+    w = 4000
+    hm = torch.zeros(3, 2, w, dtype=dtype)
+    cols = torch.tensor([3999, 2049, 257])
+    hm[torch.arange(3), 1, cols] = 1.0
+    xy, conf = heatmap_argmax(hm)
+    assert xy.dtype == torch.promote_types(dtype, torch.float32)
+    np.testing.assert_array_equal(xy.numpy(), np.stack([cols.numpy(), np.ones(3)], -1))
+    assert conf.dtype == dtype and (conf == 1).all()
+
+
+@pytest.mark.parametrize(("dtype", "value"), [(torch.float32, 1e38), (torch.float16, 6e4)])
+def test_heatmaps_whose_sum_overflows_are_sampled_from_their_cells(dtype, value):
+    hm = torch.zeros(2, 3, 16, 12, dtype=dtype)
+    hm[0, :, 4, 7] = value
+    hm[0, :, 9, 2] = value  # two huge cells: their sum is beyond the dtype's range
+    hm[1, :, 1:5, 3] = value
+    assert not torch.isfinite(hm.sum((-1, -2))).all()
+    samples = sample_heatmaps(hm, 400, min_confidence=0.5, jitter=False, generator=gen(3))
+    drawn = torch.gather(hm.float().reshape(2, 3, -1), -1, cell_index(samples, 12))
+    assert (drawn == value).all()
+    first = cell_index(samples[0], 12)
+    share = (first == 4 * 12 + 7).float().mean()
+    assert 0.4 < float(share) < 0.6  # equal cells, equal chances (400 x 3 draws)
+    bad = hm.clone()
+    bad[1, 2, 0, 0] = float("inf")  # a real infinity is still refused
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sample_heatmaps(bad, 4)

@@ -12,25 +12,21 @@ from humr.model.encoders import (
     load_hrnet_checkpoint,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Many small convolutions: on a shared, loaded machine one intra-op thread is far faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Many small convolutions: on a shared, loaded machine one intra-op thread is far faster.
+TORCH_THREADS = 1  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
 def w48() -> HRNetW48Encoder:
-    torch.manual_seed(0)
-    return HRNetW48Encoder().eval()
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+        torch.manual_seed(0)
+        return HRNetW48Encoder().eval()
 
 
 def _small(seed: int, width: int = 8) -> HRNetEncoder:
-    torch.manual_seed(seed)
-    model = HRNetEncoder(width=width).eval()
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+        torch.manual_seed(seed)
+        model = HRNetEncoder(width=width).eval()
     with torch.no_grad():  # non-trivial BN statistics so that a wrong load shows in the outputs
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

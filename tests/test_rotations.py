@@ -122,3 +122,58 @@ def test_check_rotation_matrices_accepts_rotations_rejects_others(seed, scale):
 def test_bad_shapes_raise_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_degenerate_6d_vectors_decode_to_the_documented_rotations_with_finite_gradients():
+    g = torch.Generator().manual_seed(0)
+    a1 = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    scale = torch.randn(50, 1, generator=g, dtype=torch.float64)
+    scale[:5] = 0.0  # a zero second column is parallel to anything
+    cases = {
+        "zeros": torch.zeros(4, 3, 2, dtype=torch.float64),
+        "parallel": torch.stack([a1, scale * a1], -1),
+        "zero first column": torch.stack([torch.zeros_like(a1), a1], -1),
+    }
+    for name, columns in cases.items():
+        for dtype in (torch.float32, torch.float64):
+            x = columns.reshape(-1, 6).to(dtype).requires_grad_(True)
+            R = rot6d_to_matrix(x)
+            check_rotation_matrices(name, R.detach(), atol=1e-5)
+            weights = torch.randn(R.shape, generator=g, dtype=torch.float64).to(dtype)
+            (R * weights).sum().backward()
+            assert torch.isfinite(x.grad).all(), name
+            # b1 follows a non-zero first column; a zero one gives e_x.
+            first = columns[..., 0].to(dtype)
+            norm = first.norm(dim=-1, keepdim=True)
+            e_x = torch.tensor([1.0, 0.0, 0.0], dtype=dtype)
+            expected = torch.where(norm > 0, first / norm.clamp_min(1e-300), e_x)
+            torch.testing.assert_close(R[..., 0].detach(), expected)
+            # b2: a2's part orthogonal to b1 where it has one (the zero-first-column case), else the
+            # documented fallback: the axis where b1 is smallest, made orthogonal to b1.
+            b1, a2 = expected.double(), columns[..., 1]
+            axis = torch.nn.functional.one_hot(b1.abs().argmin(-1), 3).double()
+            fallback = axis - (b1 * axis).sum(-1, keepdim=True) * b1
+            rest = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+            has_rest = rest.norm(dim=-1, keepdim=True) > 1e-6 * a2.norm(dim=-1, keepdim=True)
+            b2 = torch.where(has_rest, rest, fallback)
+            b2 = (b2 / b2.norm(dim=-1, keepdim=True)).to(dtype)
+            torch.testing.assert_close(R[..., 1].detach(), b2)
+    torch.testing.assert_close(rot6d_to_matrix(torch.zeros(6)), torch.eye(3))
+
+
+@SETTINGS
+@given(seed=SEEDS, dtype=st.sampled_from([torch.float32, torch.float64]), c=st.floats(-3.0, 3.0))
+def test_nearly_parallel_columns_still_decode_to_rotations(seed, dtype, c):
+    g = torch.Generator().manual_seed(seed)
+    a1 = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    tilt = 1e3 * torch.finfo(dtype).eps  # a few hundred ulps off parallel
+    a2 = c * a1 + tilt * a1.norm(dim=-1, keepdim=True) * torch.randn(64, 3, generator=g, dtype=torch.float64)
+    R = rot6d_to_matrix(torch.stack([a1, a2], -1).reshape(64, 6).to(dtype))
+    check_rotation_matrices("R", R, atol=50 * torch.finfo(dtype).eps)
+    torch.testing.assert_close(R[..., 0], (a1 / a1.norm(dim=-1, keepdim=True)).to(dtype))
+
+
+def test_non_finite_6d_vectors_stay_non_finite():
+    x = torch.zeros(3, 6)
+    x[0, 0], x[1, 3], x[2, 5] = float("nan"), float("inf"), float("nan")
+    assert torch.isnan(rot6d_to_matrix(x)).flatten(1).any(-1).all()

@@ -59,6 +59,7 @@ from humr.bodies.base import (
     BodyOutput,
     resolve_keypoint_names,
 )
+from humr.rotations import check_rotation_matrices
 
 __all__ = [
     "ANNY_PHENOTYPES",
@@ -340,6 +341,8 @@ class AnnyBody(BodyModel):
         device: device of the buffers (they move with ``.to``).
         skinning: ``"warp"`` (Anny's sparse warp kernel, less memory) or ``"lbs"`` (dense torch LBS).
         rest_pose: ``"tpose"`` (identity pose = SMPL's T-pose) or ``"anny"`` (Anny's A-pose).
+        validate_rotations: check on every call that ``pose`` holds rotation matrices (a host
+            sync); without it a non-rotation (``1e6 * I``) gives meaningless or NaN keypoints.
 
     ``pose (..., 22, 3, 3)`` rotations (SMPL axes, parent-relative, :data:`BODY_JOINT_NAMES` order),
     ``shape (..., 6)`` phenotypes (:data:`ANNY_PHENOTYPES`, each in [0, 1]). ``shape``'s batch
@@ -358,7 +361,7 @@ class AnnyBody(BodyModel):
     shape_range = (0.0, 1.0)
 
     def __init__(self, dtype: torch.dtype = torch.float32, device=None, skinning: str = "warp",
-                 rest_pose: str = "tpose") -> None:
+                 rest_pose: str = "tpose", validate_rotations: bool = False) -> None:
         super().__init__()
         if skinning not in _SKINNING:
             raise ValueError(f"skinning: expected one of {sorted(_SKINNING)}, found {skinning!r}")
@@ -367,6 +370,7 @@ class AnnyBody(BodyModel):
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype: expected a floating torch.dtype, found {dtype}")
         self.skinning, self.rest_pose = skinning, rest_pose
+        self.validate_rotations = validate_rotations
         # A private copy: .to() on this module must not move the process-wide cached model.
         self.anny = copy.deepcopy(load_anny_model(skinning)).to(dtype=dtype, device=device)
         if list(self.anny.phenotype_labels) != list(ANNY_PHENOTYPES):
@@ -424,7 +428,8 @@ class AnnyBody(BodyModel):
 
     def check_inputs(self, pose: Tensor, shape: Tensor) -> None:
         """Raise ``ValueError`` naming the argument for a wrong shape, NaN, a phenotype outside
-        [0, 1], batch shapes that do not broadcast to ``pose``'s, or a device other than the body's."""
+        [0, 1], batch shapes that do not broadcast to ``pose``'s, a device other than the body's,
+        or (with ``validate_rotations``) a pose that is not made of rotation matrices."""
         for name, x in (("pose", pose), ("shape", shape)):
             if not isinstance(x, Tensor):
                 raise ValueError(f"{name}: expected a torch.Tensor, found {type(x).__name__}")
@@ -449,6 +454,8 @@ class AnnyBody(BodyModel):
         if shape.numel() and (shape.min() < 0 or shape.max() > 1):
             raise ValueError(f"shape: Anny phenotypes {ANNY_PHENOTYPES} must lie in [0, 1], found values in "
                              f"[{float(shape.min()):.4g}, {float(shape.max()):.4g}]")
+        if self.validate_rotations:
+            check_rotation_matrices("pose", pose)
 
     def forward(self, pose: Tensor, shape: Tensor) -> BodyOutput:
         """Anny's full forward (skins every vertex).

@@ -18,7 +18,10 @@ Example:
 from __future__ import annotations
 
 import pickle
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +32,7 @@ __all__ = [
     "write_smpl_npz",
     "write_smplx_to_smpl_pkl",
     "write_h36m_regressor",
+    "write_damaged_copy",
     "random_convex_rows",
 ]
 
@@ -90,7 +94,11 @@ def _lbs_arrays(
 
 
 def write_smplx_npz(
-    path: str | Path, num_vertices: int = 10475, seed: int = 0, num_shape_components: int = 400
+    path: str | Path,
+    num_vertices: int = 10475,
+    seed: int = 0,
+    num_shape_components: int = 400,
+    edit: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> Path:
     """Write a SMPL-X-format ``.npz`` (``SMPLX_NEUTRAL.npz`` layout) with random values.
 
@@ -98,7 +106,8 @@ def write_smplx_npz(
     (300 shape + 100 expression), ``posedirs (V, 3, 486)``, ``J_regressor (55, V)``,
     ``weights (V, 55)``, ``kintree_table (2, 55)``, ``hands_components{l,r} (45, 45)``,
     ``hands_mean{l,r} (45,)``, ``lmk_faces_idx (51,)``, ``lmk_bary_coords (51, 3)``.
-    ``F`` is 20,908 at the real vertex count, about ``2 V`` otherwise.
+    ``F`` is 20,908 at the real vertex count, about ``2 V`` otherwise. ``edit`` may change the
+    arrays (in place) before they are written, e.g. put a NaN in one.
     """
     if num_vertices < 4:
         raise ValueError(f"num_vertices: expected at least 4, found {num_vertices}")
@@ -114,6 +123,8 @@ def write_smplx_npz(
         lmk_faces_idx=rng.integers(0, num_faces, 51).astype(np.int64),
         lmk_bary_coords=rng.dirichlet(np.ones(3), 51).astype(np.float32),
     )
+    if edit is not None:
+        edit(arrays)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
@@ -121,19 +132,26 @@ def write_smplx_npz(
 
 
 def write_smpl_npz(
-    path: str | Path, num_vertices: int = 6890, seed: int = 0, num_shape_components: int = 10
+    path: str | Path,
+    num_vertices: int = 6890,
+    seed: int = 0,
+    num_shape_components: int = 10,
+    edit: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> Path:
     """Write a SMPL-format ``.npz`` with random values.
 
     Keys and shapes of the released SMPL model: ``v_template (V, 3)``, ``f (F, 3)``,
     ``shapedirs (V, 3, 10)``, ``posedirs (V, 3, 207)``, ``J_regressor (24, V)`` (dense here),
     ``weights (V, 24)``, ``kintree_table (2, 24)``; ``F`` is 13,776 at the real vertex count.
+    ``edit`` may change the arrays (in place) before they are written.
     """
     if num_vertices < 4:
         raise ValueError(f"num_vertices: expected at least 4, found {num_vertices}")
     rng = np.random.default_rng(seed)
     num_faces = _SMPL_FACES if num_vertices == 6890 else 2 * num_vertices
     arrays = _lbs_arrays(num_vertices, SMPL_PARENTS, num_shape_components, num_faces, rng)
+    if edit is not None:
+        edit(arrays)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
@@ -171,4 +189,29 @@ def write_h36m_regressor(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, random_convex_rows(17, num_vertices, support, rng))
+    return path
+
+
+def write_damaged_copy(source: str | Path, path: str | Path, how: Literal["truncated", "corrupted"]) -> Path:
+    """Copy a model file (an ``.npz``) to ``path``, damaged as downloads and disks damage files.
+
+    ``"truncated"``: the first half of its bytes. ``"corrupted"``: 16 bytes overwritten in the
+    middle of its largest archive member's data; the archive still opens, that member fails its
+    CRC check when read.
+    """
+    data = bytearray(Path(source).read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "corrupted":
+        with zipfile.ZipFile(source) as archive:
+            member = max(archive.infolist(), key=lambda m: m.compress_size)
+        header = member.header_offset  # local header: 30 bytes, then the name and extra field
+        name_len, extra_len = (int.from_bytes(data[header + i : header + i + 2], "little") for i in (26, 28))
+        middle = header + 30 + name_len + extra_len + member.compress_size // 2
+        data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
+    else:
+        raise ValueError(f"how: expected 'truncated' or 'corrupted', found {how!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
     return path

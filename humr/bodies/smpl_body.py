@@ -34,6 +34,7 @@ from humr.bodies.smplx_body import (
     SMPLFamilyBody,
     _as_regressor,
     _check_keys,
+    reading_model_file,
     resolve_model_file,
 )
 
@@ -60,7 +61,7 @@ _SMPL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weight
 
 def _read_smpl(path: Path) -> dict:
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=True) as data:
+        with reading_model_file(path, _SMPL_SOURCE), np.load(path, allow_pickle=True) as data:
             return {k: data[k] for k in data.files}
     if path.suffix == ".pkl":
         try:
@@ -135,7 +136,9 @@ class SMPLBody(SMPLFamilyBody):
             if reg.shape[1] != num_v:
                 raise ValueError(f"h36m_regressor: expected {num_v} columns, found {reg.shape[1]}")
             regressors.update(zip(H36M14_NAMES, reg))
-        super().__init__(layer, SMPL24_NAMES, 24, COCO_JOINT_ALIASES, regressors, validate_rotations)
+        super().__init__(
+            layer, SMPL24_NAMES, 24, COCO_JOINT_ALIASES, regressors, validate_rotations, model_file=path
+        )
         self.model_file = path
         self.gender = gender
 

@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Mapping, Sequence
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +146,25 @@ def resolve_model_file(model_path: str | Path, prefix: str, gender: str, source:
     return path
 
 
+@contextlib.contextmanager
+def reading_model_file(path: Path, source: str) -> Iterator[None]:
+    """Turn the errors of reading a damaged model file (a truncated or corrupted ``.npz``: bad zip,
+    bad CRC, early end) into one ``ValueError`` naming the file."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise ValueError(
+            f"model_path: {path} is damaged ({type(err).__name__}: {err}); download it again. {source}"
+        ) from err
+
+
+def _check_finite_buffers(layer, path: Path | None) -> None:
+    bad = [n for n, b in layer.named_buffers() if b.is_floating_point() and not torch.isfinite(b).all()]
+    if bad:
+        where = path if path is not None else "the model file"
+        raise ValueError(f"model_path: {where} is damaged: NaN or infinite values in {', '.join(bad)}")
+
+
 def _check_keys(data: Mapping, keys: Sequence[str], path: Path, source: str) -> None:
     missing = [k for k in keys if k not in data]
     if missing:
@@ -190,6 +211,7 @@ class SMPLFamilyBody(BodyModel):
         joint_aliases: extra keypoint names mapped to joint names.
         vertex_regressors: keypoint name -> ``(V,)`` weights over the vertices.
         validate_rotations: check that ``pose`` holds rotation matrices on every call (a host sync).
+        model_file: the file the layer was read from (named when its values are not finite).
     """
 
     def __init__(
@@ -200,8 +222,10 @@ class SMPLFamilyBody(BodyModel):
         joint_aliases: Mapping[str, str],
         vertex_regressors: Mapping[str, Tensor],
         validate_rotations: bool = False,
+        model_file: Path | None = None,
     ) -> None:
         super().__init__()
+        _check_finite_buffers(layer, model_file)  # once, at load: NaN would reach every output
         # The model data stays out of state_dict: checkpoints of a network holding this body must not
         # carry (licensed, 100 MB) model files; the body is rebuilt from its file instead.
         for module in layer.modules():
@@ -454,9 +478,10 @@ class SMPLXBody(SMPLFamilyBody):
             )
         if path.suffix != ".npz":
             raise ValueError(f"model_path: expected a .npz SMPL-X model file, found {path}")
-        with np.load(path, allow_pickle=True) as data:
-            _check_keys(data, _SMPLX_KEYS, path, _SMPLX_SOURCE)
-            n_components = data["shapedirs"].shape[-1]
+        with reading_model_file(path, _SMPLX_SOURCE), np.load(path, allow_pickle=True) as data:
+            keys = {k: None for k in data.files}
+            n_components = data["shapedirs"].shape[-1] if "shapedirs" in keys else 0
+        _check_keys(keys, _SMPLX_KEYS, path, _SMPLX_SOURCE)
         if not 1 <= num_shape <= 300:
             raise ValueError(f"num_shape: expected 1 to 300 shape coefficients, found {num_shape}")
         if num_shape > 10 and n_components < 300:
@@ -464,7 +489,8 @@ class SMPLXBody(SMPLFamilyBody):
                 f"num_shape: {num_shape} shape coefficients need a model with 300 shape components, "
                 f"{path} has {n_components} (10 shape + 10 expression); use the 300-component release"
             )
-        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints warnings about model sizes
+        # smplx prints warnings about model sizes; it reads every array, so damage shows here too
+        with reading_model_file(path, _SMPLX_SOURCE), contextlib.redirect_stdout(io.StringIO()):
             layer = smplx.SMPLXLayer(
                 model_path=str(path), gender=gender, num_betas=num_shape, ext="npz", use_pca=False
             )
@@ -484,7 +510,13 @@ class SMPLXBody(SMPLFamilyBody):
             raise ValueError("smplx_to_smpl: only used with h36m_regressor, which is missing")
         aliases = {**COCO_JOINT_ALIASES, "left_hand": "left_middle1", "right_hand": "right_middle1"}
         super().__init__(
-            layer, SMPLX_JOINT_NAMES, len(BODY_JOINT_NAMES), aliases, regressors, validate_rotations
+            layer,
+            SMPLX_JOINT_NAMES,
+            len(BODY_JOINT_NAMES),
+            aliases,
+            regressors,
+            validate_rotations,
+            model_file=path,
         )
         self.model_file = path
         self.gender = gender

@@ -138,13 +138,15 @@ def heatmap_argmax(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``xy (..., 2)`` as ``(x=j, y=i)`` in heatmap pixels (the first maximum in row-major order
-        on ties) and ``confidence (...)``, the heatmap value there.
+        on ties) and ``confidence (...)``, the heatmap value there. ``xy`` has the heatmaps' dtype,
+        except for half precision, whose cell indices are given in float32: float16 holds every
+        integer only up to 2048 (bfloat16: 256), so column 3999 would read 4000.
     """
     _check_heatmaps(heatmaps)
     h, w = heatmaps.shape[-2:]
     confidence, index = heatmaps.flatten(-2).max(dim=-1)
-    xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1)
-    return xy.to(heatmaps.dtype), confidence
+    xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1)  # int64
+    return xy.to(torch.promote_types(heatmaps.dtype, torch.float32)), confidence
 
 
 def _describe_empty(empty: Tensor, batch_shape: torch.Size) -> str:
@@ -169,7 +171,9 @@ def sample_heatmaps(
 
     Negative values are clamped to 0 and cells below ``min_confidence`` removed; the remaining
     values are the (unnormalized) cell probabilities. One batched ``torch.multinomial`` over
-    all heatmaps, no loop.
+    all heatmaps, no loop. Finite heatmaps whose cell sum overflows their dtype (cells near
+    float32's 3.4e38, or float16 maps summing above 65504) are sampled as well: each is divided by
+    its largest cell first, which leaves its distribution unchanged.
 
     Args:
         heatmaps: ``(..., H, W)`` detector heatmaps (e.g. ``(B, 17, 64, 48)``).
@@ -205,14 +209,18 @@ def sample_heatmaps(
     h, w = heatmaps.shape[-2:]
     dtype, device = heatmaps.dtype, heatmaps.device
     flat = heatmaps.detach().reshape(-1, h * w)
-    # a NaN or infinity anywhere makes its row sum non-finite: one read-only pass, no big temporary
-    if not bool(torch.isfinite(flat.sum(dim=-1)).all()):
+    # a NaN or infinity anywhere makes its row sum non-finite: one read-only pass, no big temporary;
+    # only then is each cell checked, because finite cells can also sum to infinity
+    overflow = not bool(torch.isfinite(flat.sum(dim=-1)).all())
+    if overflow and not bool(torch.isfinite(flat).all()):
         raise ValueError("heatmaps: contains NaN or infinite values")
     # multinomial needs float32/64 weights; half precision would also lose small cells
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
     # one pass for the clamp at 0 and the cut (negatives are below any cut >= 0)
     weights = flat.masked_fill(flat < max(float(min_confidence), 0.0), 0.0)
+    if overflow:  # the distribution is scale-free: bring each heatmap's largest cell to 1
+        weights = weights / weights.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
     empty = weights.sum(dim=-1) <= 0
     any_empty = bool(empty.any())
     if any_empty:

@@ -4,6 +4,10 @@ Each leaf field of :class:`~humr.config.ExperimentConfig` becomes an option name
 its dotted path; ``--help`` lists them with their defaults. A few short aliases cover what
 people type most: ``--data``, ``--body``, ``--body-model-dir``, ``--steps``,
 ``--accelerator``, ``--devices``, ``--num-nodes``, ``--output-dir``, ``--resume``.
+
+Names are checked against the config's ``Literal`` types (``--model.flow foo`` answers
+"--model.flow: expected one of realnvp, glow, found 'foo'"), and a value the config refuses
+(``--loss.mmd_weight nan``) ends the program with argparse's usage error naming the field.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from typing import Any
 
 from humr.config import ExperimentConfig, override
 
-__all__ = ["build_parser", "parse_config"]
+__all__ = ["TINY_FLAG", "build_parser", "parse_config"]
+
+#: The recipes' smoke-run flag (:func:`humr.training.recipe.tiny`).
+TINY_FLAG = "--tiny"
 
 ALIASES = {
     "--data": "data.dataset",
@@ -39,9 +46,20 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, found {text!r}")
 
 
+def _choice(names: tuple[str, ...]):
+    def choice(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, found {text!r}")
+        return text
+
+    return choice
+
+
 def _converter(hint: Any):
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Literal:
+        return _choice(args)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         conv = _converter(inner[0])
@@ -74,13 +92,36 @@ def _get(config: Any, dotted: str) -> Any:
     return config
 
 
-def build_parser(defaults: ExperimentConfig, description: str = "") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+def _metavar(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "{" + ",".join(args) + "}"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_metavar(a) for a in args)
+    if hint is type(None):
+        return "NONE"
+    return getattr(hint, "__name__", str(hint)).upper()
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks (the recipes' usage examples) and shows defaults."""
+
+
+def build_parser(
+    defaults: ExperimentConfig, description: str = "", tiny: bool = False
+) -> argparse.ArgumentParser:
+    """The parser of every config field; ``tiny`` adds the recipes' ``--tiny`` flag to it."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     parser.add_argument(
         "--config", default=None, help="a config.json to start from (e.g. a run's saved config)"
     )
+    if tiny:
+        parser.add_argument(
+            TINY_FLAG,
+            action="store_true",
+            help="a smoke-test budget that runs end to end in well under a minute "
+            "(humr.training.recipe.tiny); later flags override it",
+        )
     for alias, dotted in ALIASES.items():
         parser.add_argument(
             alias,
@@ -95,7 +136,7 @@ def build_parser(defaults: ExperimentConfig, description: str = "") -> argparse.
             dest=dotted,
             type=_converter(hint),
             default=argparse.SUPPRESS,
-            metavar=getattr(hint, "__name__", str(hint)).upper(),
+            metavar=_metavar(hint),
             help=f"(default: {_get(defaults, dotted)!r})",
         )
     return parser
@@ -105,12 +146,22 @@ def parse_config(
     defaults: ExperimentConfig,
     argv: list[str] | None = None,
     description: str = "",
+    tiny: bool = False,
 ) -> ExperimentConfig:
-    """Parse ``argv`` into ``defaults`` with the given overrides (a ``--config`` file first)."""
+    """Parse ``argv`` into ``defaults`` with the given overrides (a ``--config`` file first).
+
+    A value the config refuses (``--loss.mmd_weight nan``) ends the program with argparse's
+    usage error naming the field, before anything is built or written. ``tiny``: accept (and
+    document) ``--tiny``, which the caller has already applied to ``defaults``.
+    """
     from humr.config import load_config
 
-    parser = build_parser(defaults, description)
+    parser = build_parser(defaults, description, tiny=tiny)
     namespace = vars(parser.parse_args(argv))
+    namespace.pop("tiny", None)
     config_path = namespace.pop("config", None)
-    config = load_config(config_path) if config_path else defaults
-    return override(config, namespace)
+    try:
+        config = load_config(config_path) if config_path else defaults
+        return override(config, namespace)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))

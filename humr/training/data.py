@@ -14,16 +14,10 @@ SYNTHETIC = "synthetic"
 
 
 def check_data_config(config: DataConfig) -> None:
-    if config.batch_size < 1:
-        raise ValueError(f"data.batch_size: expected >= 1, found {config.batch_size}")
-    if config.num_workers < 0:
-        raise ValueError(f"data.num_workers: expected >= 0, found {config.num_workers}")
+    """What the data config's own fields cannot tell (:class:`~humr.config.DataConfig` checks those):
+    the synthetic set's own limits, or the real data sets' names and files."""
     if config.dataset == SYNTHETIC:
-        synthetic_config(config)  # validates sizes
-        if config.num_train < 1 or config.num_test < 1:
-            raise ValueError(
-                f"data.num_train, data.num_test: expected >= 1, found {config.num_train}, {config.num_test}"
-            )
+        synthetic_config(config)  # SyntheticConfig checks its sizes
         return
     from humr.training.real_data import check_real_data_config
 
@@ -44,8 +38,12 @@ def synthetic_config(config: DataConfig):
     return SyntheticConfig(**{k: v for k, v in chosen.items() if k in names})
 
 
-def build_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset]:
-    """``(train, test)`` data sets of the :mod:`humr.data.fields` contract."""
+def build_datasets(config: DataConfig, body: str, test_focal: str = "estimate") -> tuple[Dataset, Dataset]:
+    """``(train, test)`` data sets of the :mod:`humr.data.fields` contract.
+
+    ``test_focal`` (``eval.test_focal``): the real test set's focal length, ``"estimate"`` or
+    ``"annotated"`` (see :mod:`humr.training.real_data`); the synthetic set's is always known.
+    """
     if config.dataset == SYNTHETIC:
         if body != "anny":
             raise ValueError(
@@ -60,4 +58,4 @@ def build_datasets(config: DataConfig, body: str) -> tuple[Dataset, Dataset]:
         )
     from humr.training.real_data import build_real_datasets
 
-    return build_real_datasets(config, body)
+    return build_real_datasets(config, body, test_focal=test_focal)

@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig
-from humr.training.cli import parse_config
+from humr.training.cli import TINY_FLAG, parse_config
 
-__all__ = ["tiny", "defaults_for", "main_full", "main_rows", "main_evaluate"]
-
-TINY_FLAG = "--tiny"
+__all__ = ["TINY_FLAG", "tiny", "defaults_for", "main_full", "main_rows", "main_evaluate"]
 
 
 def tiny(config: ExperimentConfig) -> ExperimentConfig:
-    """A budget that runs end to end in well under a minute (for smoke tests and CI)."""
+    """A budget that runs end to end in well under a minute (for smoke tests and CI).
+
+    HRNet-W48 keeps its 720 features (its width is fixed); other encoders shrink to 32.
+    """
+    features = config.model.image_features
     return replace(
         config,
         data=replace(config.data, num_train=48, num_test=16, batch_size=8),
@@ -30,7 +32,7 @@ def tiny(config: ExperimentConfig) -> ExperimentConfig:
             flow_hidden=min(config.model.flow_hidden, 64),
             flow_layers=min(config.model.flow_layers, 2),
             head_hidden=min(config.model.head_hidden, 64),
-            image_features=min(config.model.image_features, 32),
+            image_features=features if config.model.encoder == "hrnet_w48" else min(features, 32),
         ),
     )
 
@@ -51,6 +53,11 @@ def _split_flags(argv: list[str] | None) -> list[str]:
     return list(sys.argv[1:] if argv is None else argv)
 
 
+def _recipe_doc() -> str:
+    """The running recipe's docstring (its usage examples) for ``--help``."""
+    return getattr(sys.modules.get("__main__"), "__doc__", None) or ""
+
+
 def _save(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -62,7 +69,7 @@ def main_full(argv: list[str] | None = None, description: str = "") -> dict[str,
     from humr.training.run import run_experiment
 
     argv = _split_flags(argv)
-    config = parse_config(defaults_for(argv), [a for a in argv if a != TINY_FLAG], description)
+    config = parse_config(defaults_for(argv), argv, description or _recipe_doc(), tiny=True)
     start = time.perf_counter()
     metrics = run_experiment(config)
     metrics["wall_seconds"] = time.perf_counter() - start
@@ -98,7 +105,7 @@ def main_rows(
     if TINY_FLAG not in argv:
         base = replace(base, train=replace(base.train, max_steps=default_steps))
     base = replace(base, train=replace(base.train, output_dir=output_dir))
-    full = parse_config(base, [a for a in argv if a != TINY_FLAG], title)
+    full = parse_config(base, argv, _recipe_doc() or title, tiny=True)
     results: dict[str, dict[str, Any]] = {}
     root = Path(full.train.output_dir)
     for label, config in rows_fn(full):
@@ -110,6 +117,29 @@ def main_rows(
     return results
 
 
+#: What ``recipes/evaluate.py`` may change of a checkpoint's config: the rest is the trained network.
+EVALUATE_MAY_CHANGE = ("name", "body_model_path", "data.", "eval.")
+
+
+def _evaluation_config(ckpt: Path, rest: list[str], description: str) -> ExperimentConfig:
+    from humr.config import flat_config
+    from humr.training.checkpoint import checkpoint_config, read_checkpoint
+
+    try:
+        stored = checkpoint_config(read_checkpoint(ckpt, mmap=True), ckpt)
+    except ValueError as err:
+        raise SystemExit(f"evaluate: {err}") from None
+    config = parse_config(stored, rest, description)
+    old, new = flat_config(stored), flat_config(config)
+    fixed = [k for k in new if old[k] != new[k] and not k.startswith(EVALUATE_MAY_CHANGE)]
+    if fixed:
+        raise SystemExit(
+            f"evaluate: {', '.join('--' + k for k in fixed)} would change the trained network; "
+            "only --data.*, --eval.*, --body_model_path and --name apply to an evaluation"
+        )
+    return config
+
+
 def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[str, Any]:
     """Evaluate a checkpoint: ``CHECKPOINT [--eval.* / --data.* overrides]``."""
     import argparse
@@ -117,9 +147,9 @@ def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[
     import torch
 
     from humr.eval.accumulator import format_table
+    from humr.training.checkpoint import load_checkpoint
     from humr.training.data import build_datasets
     from humr.training.evaluation_real import evaluate_experiment
-    from humr.training.module import HumrLightning
 
     argv = _split_flags(argv)
     first = argparse.ArgumentParser(description=description, add_help=False)
@@ -133,12 +163,12 @@ def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[
     ckpt = Path(known.checkpoint)
     if not ckpt.is_file():
         raise SystemExit(f"evaluate: no checkpoint at {ckpt}")
-    module = HumrLightning.from_checkpoint(str(ckpt))
-    config = parse_config(module.config, rest, description)
-    _, test_set = build_datasets(config.data, config.body)
+    config = _evaluation_config(ckpt, rest, description)
+    _, model = load_checkpoint(ckpt, body_model_path=config.body_model_path)
+    _, test_set = build_datasets(config.data, config.body, test_focal=config.eval.test_focal)
     out = ckpt.parent.parent / "evaluation"
     with torch.no_grad():
-        metrics = evaluate_experiment(module.model.eval(), test_set, config.data, config.eval, out_dir=out)
+        metrics = evaluate_experiment(model.eval(), test_set, config.data, config.eval, out_dir=out)
     print(
         format_table(
             {config.name: metrics},
