@@ -1,4 +1,4 @@
-"""The embedded synthetic data set: pose prior, rasterizer, simulated detector, generation, cache."""
+"""The embedded synthetic data set: rasterizer, objects, simulated detector, generation, cache."""
 
 from __future__ import annotations
 
@@ -12,59 +12,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from humr.bodies.base import BODY_JOINT_NAMES, BODY_JOINT_PARENTS
+from humr.bodies.base import BODY_JOINT_PARENTS
 from humr.bodies.kinematics import forward_kinematics
-from humr.cameras import crop_to_image, perspective_project
+from humr.cameras import crop_to_image
 from humr.data import detector_sim as dsim
-from humr.data.fields import FIELDS, check_sample
+from humr.data.fields import FIELDS, OPTIONAL_FIELDS, check_sample
 from humr.data.heatmaps import expand_box_to_aspect, image_to_heatmap
-from humr.data.pose_prior import prior_table, sample_body_pose, sample_rotation_vectors, upright_orientation
-from humr.data.render import rasterize
-from humr.rotations import axis_angle_to_matrix, check_rotation_matrices
+from humr.data.render import OBJECT_KINDS as SHAPES
+from humr.data.render import object_mask, rasterize
+from humr.rotations import axis_angle_to_matrix
 
 pytest.importorskip("anny")
 
 SMALL = dict(num_train=16, num_test=8, chunk_size=16, num_alternatives=256)
-
-
-# --------------------------------------------------------------------------- pose prior
-
-
-def test_prior_samples_lie_in_their_bounds_and_right_mirrors_left():
-    table = prior_table(torch.float64)
-    rv = sample_rotation_vectors(4000, torch.Generator().manual_seed(0), dtype=torch.float64)
-    lo, hi = table[..., 2], table[..., 3]
-    assert bool(((rv >= lo - 1e-12) & (rv <= hi + 1e-12)).all())
-    for j, name in enumerate(BODY_JOINT_NAMES):
-        if name.startswith("left_"):
-            r = BODY_JOINT_NAMES.index("right_" + name[5:])
-            # mirror in x = 0: (x, y, z) -> (x, -y, -z) maps the left law onto the right one
-            mirrored = rv[:, j] * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
-            assert torch.allclose(mirrored.mean(0), rv[:, r].mean(0), atol=0.03)
-            flip = torch.tensor([1.0, -1, -1], dtype=torch.float64)
-            assert torch.allclose(table[r, :, 0], table[j, :, 0] * flip)
-    # a truncated normal: the sample mean moves towards the inside of a one-sided bound
-    knee = BODY_JOINT_NAMES.index("left_knee")
-    assert float(rv[:, knee, 0].min()) >= 0.0 and float(rv[:, knee, 0].mean()) > float(table[knee, 0, 0])
-
-
-def test_sample_body_pose_gives_rotations_with_identity_root():
-    pose = sample_body_pose(64, torch.Generator().manual_seed(1))
-    check_rotation_matrices("pose", pose, atol=1e-5)
-    assert torch.allclose(pose[:, 0], torch.eye(3).expand(64, 3, 3))
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.floats(-1.2, 1.2), st.floats(-0.3, 0.3), st.floats(-0.3, 0.3))
-def test_upright_orientation_puts_the_body_upright_facing_the_camera(yaw, pitch, roll):
-    r = upright_orientation(torch.tensor(yaw, dtype=torch.float64), torch.tensor(pitch, dtype=torch.float64),
-                            torch.tensor(roll, dtype=torch.float64))
-    up = r @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # SMPL up -> camera
-    facing = r @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)  # SMPL forward -> camera
-    # image up is -y; the body tilts by at most |pitch| + |roll|
-    assert float(-up[1]) >= np.cos(abs(pitch) + abs(roll)) - 1e-9
-    # facing the camera (-z) up to the yaw
-    assert float(-facing[2]) >= np.cos(abs(yaw) + abs(pitch) + abs(roll)) - 1e-9
 
 
 # --------------------------------------------------------------------------- rasterizer
@@ -108,6 +68,29 @@ def test_rasterize_rejects_bad_shapes():
         rasterize(torch.zeros(1, 3, 2), torch.ones(1, 4), torch.zeros(1, 3, dtype=torch.long), (4, 4))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(SHAPES), st.floats(5, 35), st.floats(5, 35), st.floats(3, 20), st.floats(3, 20),
+       st.floats(0, 3.1))
+def test_object_mask_agrees_with_opencv_drawing(shape, cx, cy, a, b, angle):
+    pad = 40  # a canvas large enough that no outline is cut by the border
+    mask = object_mask(40 + 2 * pad, SHAPES.index(shape), (cx + pad, cy + pad), (a, b), angle)
+    ref = np.zeros((40 + 2 * pad, 40 + 2 * pad), np.uint8)
+    x, y = cx + pad, cy + pad
+    if shape == "ellipse":
+        cv2.ellipse(ref, (round(x * 16), round(y * 16)), (round(a * 16), round(b * 16)), np.degrees(angle),
+                    0, 360, 1, -1, cv2.LINE_8, 4)  # 4 fractional bits
+    else:
+        if shape == "band":  # the half plane below the line: a rectangle far beyond it
+            a, b, x, y = 400.0, 200.0, x - 200 * np.sin(angle), y + 200 * np.cos(angle)
+        box = cv2.boxPoints(((x, y), (2 * a, 2 * b), np.degrees(angle)))
+        cv2.fillConvexPoly(ref, np.round(box * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+    # OpenCV fills outline pixels by its own rule: compare 2 pixels away from its outline
+    kernel = np.ones((5, 5), np.uint8)
+    outline = cv2.dilate(ref, kernel) != cv2.erode(ref, kernel)
+    assert (mask == ref.astype(bool))[~outline].all()
+    assert mask[~outline].any()
+
+
 # --------------------------------------------------------------------------- detector simulation
 
 
@@ -124,9 +107,9 @@ def _resample_rule(visible: list[bool]) -> set[int]:
         first = hidden.index(True)
         if first == 0:
             out |= set(rots)
-        else:
-            start = rots.index(dsim.COCO_ATTACH[kps[first - 1]])
-            out |= set(rots[start:])
+        else:  # from the bone ending at the nearest visible keypoint (its twist is free)
+            start = rots.index(dsim.COCO_ATTACH[kps[first - 1]]) - 1
+            out |= set(rots[max(start, 0):])
     return out
 
 
@@ -149,8 +132,21 @@ def test_rest_joints_from_posed_inverts_forward_kinematics(seed):
     # and the attached keypoints come back under the same pose
     kp = torch.randn(3, 17, 3, generator=g, dtype=torch.float64)
     local = dsim.attach_keypoints(kp, posed, world)
-    same = dsim.alternative_keypoints(pose, rec, local, torch.zeros(3, 22, dtype=torch.bool), 2, g)
+    draws = torch.randn(3, 2, 22, 3, generator=g, dtype=torch.float64)
+    same = dsim.alternative_keypoints(pose, rec, local, torch.zeros(3, 22, dtype=torch.bool), draws)
     assert torch.allclose(same, kp[:, None].expand_as(same), atol=1e-9)
+    # redrawing the left elbow moves the left wrist (and the elbow keypoint's offset, rigidly
+    # attached to the elbow's frame) and nothing else, by forward kinematics
+    mask = torch.zeros(3, 22, dtype=torch.bool)
+    mask[:, 18] = True  # left_elbow
+    moved = dsim.alternative_keypoints(pose, rec, local, mask, draws)
+    alt_pose = pose[:, None].repeat(1, 2, 1, 1, 1)
+    alt_pose[:, :, 18] = axis_angle_to_matrix(draws[:, :, 18])
+    world, joints = forward_kinematics(alt_pose, rec[:, None], BODY_JOINT_PARENTS)
+    wrist = joints[..., 20, :] + (world[..., 20, :, :] @ local[:, None, 9, :, None])[..., 0]
+    assert torch.allclose(moved[..., 9, :], wrist, atol=1e-9)
+    others = [k for k in range(17) if k not in (7, 9)]
+    assert torch.allclose(moved[..., others, :], kp[:, None, others].expand(-1, 2, -1, -1), atol=1e-9)
 
 
 @settings(max_examples=25, deadline=None)
@@ -203,7 +199,7 @@ def test_every_sample_meets_the_batch_contract(small):
     assert len(ds) == config.num_train
     for i in range(len(ds)):
         sample = ds[i]
-        assert set(sample) == set(FIELDS)
+        assert set(sample) == set(FIELDS) | set(OPTIONAL_FIELDS)
         check_sample(sample, 22, 6)
         assert int(sample["index"]) == i
         assert sample["image"].shape == (3, config.image_size, config.image_size)
@@ -216,48 +212,101 @@ def _crop_pixel(kp: np.ndarray, r: int) -> np.ndarray:
     return np.clip(np.floor((kp + 1) / 2 * r).astype(int), 0, r - 1)
 
 
-def _full_mesh_silhouette(ds, i: int) -> np.ndarray:
-    """The target's full Anny mesh drawn by OpenCV (not our rasterizer, not the proxy mesh)."""
-    from humr.data.synthetic import _Generator
+def _camera_mesh(ds, i: int, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """The full Anny mesh of a frame's target or second person: crop coordinates (V, 2), depth (V,)."""
+    from humr.data.synthetic import generator_body
 
-    body = _Generator.get(ds.config.render_mesh).body  # the process-wide Anny (full mesh)
-    a = ds.arrays
+    body, a = generator_body(ds.config.render_mesh), ds.arrays
+    pose, shape, t = (("pose", "shape", "translation") if which == "target"
+                      else ("second_pose", "second_shape", "second_translation"))
     with torch.no_grad():
-        out = body(torch.from_numpy(np.array(a["pose"][i]))[None],
-                   torch.from_numpy(np.array(a["shape"][i]))[None])
-    t = torch.from_numpy(np.array(a["translation"][i]))
-    f = torch.tensor(float(a["focal"][i]))
-    px = perspective_project(out.vertices[0].double(), t.double(), f.double(),
-                             torch.from_numpy(np.array(a["image_size"][i])).double() / 2)
-    c, b = np.array(a["center"][i]), float(a["box_size"][i])
-    r = ds.config.image_size
-    grid = ((px.numpy() - c) / (b / 2) + 1) / 2 * r - 0.5
-    sil = np.zeros((r, r), np.uint8)
-    tri = np.round(grid[body.faces.numpy()] * 16).astype(np.int32)
-    for poly in tri:
-        cv2.fillConvexPoly(sil, poly, 1, cv2.LINE_8, 4)
-    return sil.astype(bool)
+        v = body(torch.from_numpy(np.array(a[pose][i]))[None], torch.from_numpy(np.array(a[shape][i]))[None])
+    cam = v.vertices[0].double().numpy() + np.array(a[t][i], np.float64)
+    f, (w, h) = float(a["focal"][i]), np.array(a["image_size"][i], np.float64)
+    px = f * cam[:, :2] / cam[:, 2:] + np.array([w, h]) / 2  # pinhole by hand
+    return (px - np.array(a["center"][i])) / (float(a["box_size"][i]) / 2), cam[:, 2]
 
 
-def test_visible_keypoints_lie_on_the_rendered_body_and_not_under_an_occluder(small):
+def _front_surface(points: np.ndarray, meshes: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Ray test: which mesh's surface is nearest at each 2D point ``(P, 2)`` (-1: none), brute force."""
+    best, owner = np.full(len(points), np.inf), np.full(len(points), -1)
+    for m, (xy, z, faces) in enumerate(meshes):
+        tri, tz = xy[faces], z[faces]  # (F, 3, 2), (F, 3)
+        e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        det = np.where(np.abs(det) > 1e-12, det, np.nan)
+        d = points[:, None] - tri[None, :, 0]  # (P, F, 2): every point against every triangle
+        u = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
+        v = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
+        inside = (u >= 0) & (v >= 0) & (u + v <= 1)
+        depth = np.where(inside, (1 - u - v) * tz[:, 0] + u * tz[:, 1] + v * tz[:, 2], np.inf).min(1)
+        nearer = depth < best
+        best, owner = np.where(nearer, depth, best), np.where(nearer, m, owner)
+    return owner
+
+
+def _inside_object(points: np.ndarray, geometry: np.ndarray) -> np.ndarray:
+    """Signed distance-like margin (crop units, > 0 inside) of points ``(P, 2)`` to a frame's object."""
+    from humr.data.synthetic import OBJECT_KINDS
+
+    kind, cx, cy, a, b, angle = geometry
+    if kind < 0:
+        return np.full(len(points), -np.inf)
+    d = points - np.array([cx, cy])
+    u = np.cos(angle) * d[:, 0] + np.sin(angle) * d[:, 1]
+    v = -np.sin(angle) * d[:, 0] + np.cos(angle) * d[:, 1]
+    name = OBJECT_KINDS[int(round(kind))]
+    if name == "band":
+        return v
+    if name == "ellipse":
+        return (1 - np.sqrt((u / a) ** 2 + (v / b) ** 2)) * min(a, b)
+    return np.minimum(a - np.abs(u), b - np.abs(v))
+
+
+def test_visibility_agrees_with_a_ray_test_against_the_full_meshes_and_the_object_shapes(small):
+    """Independent of the rasterized buffer: each keypoint against the full Anny meshes of both
+    people (brute-force point-in-triangle, nearest depth) and the stored object geometry."""
+    from humr.data.synthetic import generator_body
+
     ds, config, _ = small
-    r = config.image_size
-    seg = np.asarray(ds.extras["segmentation"])
-    checked = 0
+    faces = generator_body(config.render_mesh).faces.numpy()
+    a = ds.arrays
+    step = 2.5 * 2 / config.image_size  # 2.5 crop pixels: the proxy mesh's and the grid's slack
+    offsets = np.array([[0, 0], [step, 0], [-step, 0], [0, step], [0, -step]])
+    agree = total = 0
     for i in range(len(ds)):
-        vis = np.asarray(ds.arrays["keypoints_2d_visible"][i])
-        kp = np.asarray(ds.arrays["keypoints_2d"][i])
-        px = _crop_pixel(kp, r)
-        labels = seg[i][px[:, 1], px[:, 0]]
-        assert not np.isin(labels[vis], (2, 3)).any(), f"frame {i}: a visible keypoint under an occluder"
-        # hidden keypoints inside the crop are covered by an occluder
+        kp = np.asarray(a["keypoints_2d"][i], np.float64)
+        meshes = [(*_camera_mesh(ds, i, "target"), faces)]
+        if bool(a["person_occluder"][i]):
+            meshes.append((*_camera_mesh(ds, i, "second"), faces))
+        probe = (kp[:, None] + offsets).reshape(-1, 2)
+        behind_person = (_front_surface(probe, meshes) == 1).reshape(17, 5)
+        margin = _inside_object(kp, np.asarray(a["object_geometry"][i], np.float64))
         inside = (np.abs(kp) < 1).all(-1)
-        assert np.isin(labels[~vis & inside], (2, 3)).all()
-        if i < 3:  # independent check on a few frames: OpenCV fill of the full mesh
-            sil = cv2.dilate(_full_mesh_silhouette(ds, i).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-            assert sil[px[vis, 1], px[vis, 0]].all(), f"frame {i}: a visible keypoint off the body"
-            checked += int(vis.sum())
-    assert checked > 0
+        stable = (behind_person.all(1) | ~behind_person.any(1)) & (np.abs(margin) > step) & (
+            np.abs(np.abs(kp) - 1).min(-1) > step)
+        expected = inside & ~behind_person[:, 0] & (margin <= 0)
+        vis = np.asarray(a["keypoints_2d_visible"][i])
+        agree += int((vis == expected)[stable].sum())
+        total += int(stable.sum())
+    assert total > 0.7 * 17 * len(ds)  # most keypoints are far from every outline
+    assert agree / total > 0.97, f"visibility agrees with the ray test on {agree} of {total} keypoints"
+
+
+def test_body_joints_2d_are_the_projected_anny_joints(small):
+    from humr.data.synthetic import generator_body
+
+    ds, config, _ = small
+    a, body = ds.arrays, generator_body(config.render_mesh)
+    pose, shape = torch.from_numpy(np.array(a["pose"])), torch.from_numpy(np.array(a["shape"]))
+    with torch.no_grad():
+        joints = body.keypoints(pose, shape, "body_joints").double().numpy()
+    joints = joints + np.array(a["translation"])[:, None]
+    f, size = np.array(a["focal"])[:, None, None], np.array(a["image_size"])[:, None]
+    px = f * joints[..., :2] / joints[..., 2:] + size / 2  # pinhole by hand
+    crop = (px - np.array(a["center"])[:, None]) / (np.array(a["box_size"])[:, None, None] / 2)
+    assert np.allclose(np.array(a["body_joints_2d"]), crop, atol=1e-4)
+    assert np.array(a["body_joints_2d_valid"]).all()
 
 
 def _hidden_region(seg: np.ndarray, tolerance_px: int) -> np.ndarray:
@@ -305,28 +354,47 @@ def test_ground_truth_of_hidden_keypoints_has_heatmap_density(small):
     f, k = np.nonzero(~vis & inside)
     assert len(f) > 0
     at_gt = hm[f, k, cell[f, k, 1], cell[f, k, 0]]
-    # sampleable: at least heatmap_min_confidence (the stored heatmaps are rounded to 1/255)
-    assert (at_gt >= config.heatmap_min_confidence - 1 / 255).all()
+    # sampleable: at least sample_min_confidence (the stored heatmaps are rounded to 1/255)
+    assert (at_gt >= config.sample_min_confidence - 1 / 255).all()
     # and a real share of the density, not only a floor: most sit near the mode
     peak = hm[f, k].reshape(len(f), -1).max(-1)
     assert np.median(at_gt / peak) > 0.3
 
 
-def test_distance_map_and_sample_distances_agree_with_the_segmentation(small):
+def test_distance_map_is_the_exact_distance_to_the_full_mesh_silhouettes(small):
+    """The map against brute-force distances to its mask cells, the mask against OpenCV fills of
+    the full meshes (independent of the rasterizer and of the proxy mesh), the sample distances
+    against brute-force distances from each sample."""
+    from humr.data.synthetic import generator_body
+
     ds, config, _ = small
-    sample = ds[0]
-    ext = float(sample["distance_map_extent"])
-    assert ext == pytest.approx(config.distance_map_extent)
-    seg = np.asarray(ds.extras["segmentation"][0])
-    dmap = sample["distance_map"].numpy()
-    n = dmap.shape[0]
-    inner = slice(round(n * (ext - 1) / (2 * ext)), round(n * (ext + 1) / (2 * ext)))
-    union = dmap[inner, inner] == 0
-    person = np.isin(seg, (1, 2))
-    k = person.shape[0] // union.shape[0]
-    pooled = person.reshape(union.shape[0], k, union.shape[1], k).any((1, 3))
-    assert (pooled == union).all()
-    assert (sample["heatmap_sample_mask_distance"] >= 0).all()
+    faces = generator_body(config.render_mesh).faces.numpy()
+    ext = config.render_size / config.image_size
+    n = config.distance_map_size
+    centres = (np.arange(n) + 0.5) / n * 2 * ext - ext  # cell centres, crop units
+    grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2)
+    ious = []
+    for i in range(len(ds)):
+        sample = ds[i]
+        dmap = sample["distance_map"].double().numpy()
+        mask = dmap.reshape(-1) == 0
+        brute = np.sqrt(((grid[:, None] - grid[None, mask]) ** 2).sum(-1)).min(1)
+        assert np.allclose(dmap.reshape(-1), brute, rtol=2e-3, atol=1e-3)
+        fill = np.zeros((n, n), np.uint8)  # the full meshes filled by OpenCV on the map's grid
+        for which in ("target", "second")[: 1 + bool(ds.arrays["person_occluder"][i])]:
+            xy, _ = _camera_mesh(ds, i, which)
+            cells = np.round(((xy + ext) / (2 * ext) * n - 0.5) * 16).astype(np.int32)
+            for tri in cells[faces]:
+                cv2.fillConvexPoly(fill, tri, 1, cv2.LINE_8, 4)
+        fill = fill.reshape(-1) > 0
+        if not bool(ds.arrays["object_occluder"][i]):  # objects hide person pixels (mask_valid False)
+            ious.append((fill & mask).sum() / max(1, (fill | mask).sum()))
+        s = sample["heatmap_samples"].double().numpy().reshape(-1, 2)
+        inside = (np.abs(s) < ext - 2 * ext / n).all(-1)
+        to_mask = np.sqrt(((s[inside][:, None] - grid[None, mask]) ** 2).sum(-1)).min(1)
+        got = sample["heatmap_sample_mask_distance"].double().numpy().reshape(-1)[inside]
+        assert np.abs(got - to_mask).max() < 2 * ext / n  # bilinear between cell centres
+    assert len(ious) >= 3 and np.median(ious) > 0.9
 
 
 def test_same_seed_same_bytes_and_seeds_differ():
@@ -374,6 +442,8 @@ def test_config_rejects_bad_values():
 
     with pytest.raises(ValueError, match="occluded_peak_range"):
         SyntheticConfig(occluded_peak_range=(0.3, 0.6))
+    with pytest.raises(ValueError, match="object_kind_probs"):
+        SyntheticConfig(object_kind_probs=(0.5, 0.5, 0.5, 0.0))
     with pytest.raises(ValueError, match="distance_map_size"):
         SyntheticConfig(distance_map_size=100)
     with pytest.raises(ValueError, match="split"):

@@ -25,6 +25,7 @@ __all__ = [
     "BODY_JOINT_NAMES",
     "BODY_JOINT_PARENTS",
     "COCO17_NAMES",
+    "ARTICULATED_COCO17",
     "SMPL24_NAMES",
     "H36M14_NAMES",
     "KEYPOINT_SETS",
@@ -107,6 +108,9 @@ COCO17_NAMES: tuple[str, ...] = tuple(
         "right_ankle",
     )
 )
+#: Indices into :data:`COCO17_NAMES` of the highly articulated keypoints (elbows, wrists, knees,
+#: ankles): the joints whose heatmap samples supervise the flow (paper Sec. 4.5).
+ARTICULATED_COCO17: tuple[int, ...] = (7, 8, 9, 10, 13, 14, 15, 16)
 #: SMPL's 24 joints: the 22 body joints plus the two hand joints.
 SMPL24_NAMES: tuple[str, ...] = BODY_JOINT_NAMES + ("left_hand", "right_hand")
 #: The H36M-14 evaluation joints (LSP order), regressed from mesh vertices.

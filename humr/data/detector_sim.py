@@ -4,8 +4,11 @@ For a *visible* COCO keypoint the heatmap is a sharp Gaussian at its projection 
 0.9). For an *occluded or truncated* keypoint it is the density of where the keypoint could be
 given what the image shows:
 
-1. Alternative poses of its limb chain are drawn from the pose prior
-   (:mod:`humr.data.pose_prior`) with the joints above the nearest visible keypoint fixed.
+1. Alternative poses of its limb chain are drawn from the pose prior's conditional for the
+   redrawn rotations given all the others (:meth:`humr.data.pose_prior.PosePrior.conditional`,
+   a mixture over the activities the rest of the body leaves possible), with the joints above
+   the nearest visible keypoint fixed, the bone ending at it free to twist
+   (:func:`resample_mask`).
 2. Each keypoint moves rigidly with the body joint it is attached to (:data:`COCO_ATTACH`),
    so the alternatives need forward kinematics of the 22 joints only, never a mesh (exact for
    the ground-truth pose; on Anny, measured against the regressed keypoints of the redrawn
@@ -13,13 +16,15 @@ given what the image shows:
 3. A draw is kept when it agrees with the image along its chain: every *evidence point* (the
    chain's keypoints and two points on each bone between them) that is hidden in the ground
    truth stays hidden (behind an occluder, or outside the crop), and every one that is visible
-   stays within ``tolerance`` of where the image shows it.
-4. The kept draws, plus the ground truth itself (always consistent with the image), are
-   splatted into the heatmap grid, blurred, and scaled to a peak below the 0.5 visibility
-   threshold.
+   stays within ``tolerance`` of where the image shows it (:func:`limb_alternatives`).
+4. The kept draws (weighted by the conditional's importance weights over the activities),
+   plus the ground truth itself (always consistent with the image), are splatted into the
+   heatmap grid, blurred, and scaled to a peak below the 0.5 visibility threshold.
 
 The heatmap samples are then draws from (a smoothed version of) the posterior of the joint's
-2D position under the data set's own prior, which is what the MMD loss distils.
+2D position under the data set's own prior, which is what the MMD loss distils. The same
+draw-and-accept step applied to a *visible* limb measures how much its image leaves open in
+depth (:mod:`humr.data.synthetic_stats`).
 
 All functions are batched over frames and draws; chains, keypoints and joints are handled by
 index tables, never by Python loops.
@@ -27,7 +32,7 @@ index tables, never by Python loops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +40,6 @@ from torch import Tensor
 
 from humr.bodies.base import BODY_JOINT_NAMES, BODY_JOINT_PARENTS, COCO17_NAMES
 from humr.bodies.kinematics import forward_kinematics
-from humr.data.pose_prior import sample_rotation_vectors
 from humr.rotations import axis_angle_to_matrix
 
 __all__ = [
@@ -47,8 +51,10 @@ __all__ = [
     "rest_joints_from_posed",
     "attach_keypoints",
     "resample_mask",
+    "chain_mask",
     "alternative_keypoints",
     "accept_draws",
+    "limb_alternatives",
     "gaussian_heatmaps",
     "density_heatmaps",
 ]
@@ -189,7 +195,11 @@ def _chain_start(kps: tuple[int, ...], rots: tuple[int, ...], hidden: tuple[bool
     if len({COCO_ATTACH[k] for k in kps}) == 1:
         return 0  # the face keypoints share one level: all or nothing
     first = hidden.index(True)  # topmost hidden keypoint; the ones above it are visible
-    return 0 if first == 0 else rots.index(COCO_ATTACH[kps[first - 1]])
+    if first == 0:
+        return 0
+    # the nearest visible keypoint fixes where its bone ends, not how the bone turns about its
+    # own axis (which swings the hinge below it): redraw from that bone's rotation on
+    return max(0, rots.index(COCO_ATTACH[kps[first - 1]]) - 1)
 
 
 def _resample_tables() -> tuple[Tensor, Tensor, Tensor]:
@@ -213,11 +223,14 @@ _RESAMPLE_ROWS, _RESAMPLE_OFFSETS, _RESAMPLE_BITS = _resample_tables()
 def resample_mask(visible: Tensor) -> Tensor:
     """Which rotations to redraw, per frame, from the keypoint visibility.
 
-    In each chain the topmost hidden keypoint decides: the rotations from the attachment joint
-    of the keypoint above it (the nearest visible one) down to the chain's end are redrawn; if
-    it is the chain's first keypoint, the whole chain is. The head's keypoints share one level:
-    any hidden face keypoint redraws neck and head. Chains without a hidden keypoint keep the
-    ground truth. One look-up in a table precomputed per chain and hidden pattern.
+    In each chain the topmost hidden keypoint decides. If it is the chain's first keypoint the
+    whole chain is redrawn; otherwise the rotations from the bone that ends at the keypoint
+    above it (the nearest visible one) down to the chain's end: a visible elbow fixes where the
+    upper arm ends but not its twist, which turns the elbow's hinge, so a hidden wrist redraws
+    shoulder, elbow and wrist (and the draws keep the elbow within tolerance). The head's
+    keypoints share one level: any hidden face keypoint redraws neck and head. Chains without a
+    hidden keypoint keep the ground truth. One look-up in a table precomputed per chain and
+    hidden pattern.
 
     Args:
         visible: ``(..., 17)`` bool.
@@ -231,32 +244,41 @@ def resample_mask(visible: Tensor) -> Tensor:
     return rows.any(-2)
 
 
-def alternative_keypoints(
-    pose: Tensor,
-    rest: Tensor,
-    local: Tensor,
-    mask: Tensor,
-    num_draws: int,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Keypoints of ``num_draws`` poses that redraw the masked rotations from the prior.
+def chain_mask(chains: Sequence[int]) -> Tensor:
+    """``(22,)`` bool: every rotation of the given :data:`CHAINS` (a whole-limb redraw)."""
+    out = torch.zeros(_NJ, dtype=torch.bool)
+    for c in chains:
+        if not 0 <= c < len(CHAINS):
+            raise ValueError(f"chains: expected indices in [0, {len(CHAINS)}), found {c}")
+        out[list(CHAINS[c][1])] = True
+    return out
+
+
+def alternative_keypoints(pose: Tensor, rest: Tensor, local: Tensor, mask: Tensor, draws: Tensor) -> Tensor:
+    """Keypoints of poses whose masked rotations are replaced by drawn rotation vectors.
 
     Args:
         pose: ``(B, 22, 3, 3)`` ground-truth rotations (root included; never redrawn).
         rest: ``(B, 22, 3)`` rest joints; local: ``(B, 17, 3)`` from :func:`attach_keypoints`.
         mask: ``(B, 22)`` bool from :func:`resample_mask`.
+        draws: ``(B, D, 22, 3)`` rotation vectors (e.g. from the prior's conditional); only the
+            masked joints are read.
 
     Returns:
-        ``(B, num_draws, 17, 3)`` keypoints in the body's frame (root at its rest position,
+        ``(B, D, 17, 3)`` keypoints in the body's frame (root at its rest position,
         like :meth:`BodyModel.keypoints`).
     """
-    b = pose.shape[0]
-    rv = sample_rotation_vectors((b, num_draws), generator, dtype=pose.dtype, device=pose.device)
+    b, d = draws.shape[:2]
+    if draws.shape[2:] != (_NJ, 3) or pose.shape[0] != b or mask.shape != (b, _NJ):
+        raise ValueError(
+            f"draws, pose, mask: expected (B, D, 22, 3), (B, 22, 3, 3), (B, 22), found "
+            f"{tuple(draws.shape)}, {tuple(pose.shape)}, {tuple(mask.shape)}"
+        )
     m = mask.clone()
     m[:, 0] = False
-    sel = m[:, None, :].expand(b, num_draws, -1)
-    alt = pose[:, None].expand(b, num_draws, -1, -1, -1).clone()
-    alt[sel] = axis_angle_to_matrix(rv[sel])  # only the redrawn rotations are converted
+    sel = m[:, None, :].expand(b, d, -1)
+    alt = pose[:, None].expand(b, d, -1, -1, -1).clone()
+    alt[sel] = axis_angle_to_matrix(draws.to(pose.dtype)[sel])  # only the redrawn rotations
     world, joints = forward_kinematics(alt, rest[:, None], BODY_JOINT_PARENTS)
     idx = torch.tensor(COCO_ATTACH, device=pose.device)
     w = world.index_select(-3, idx)
@@ -289,6 +311,38 @@ def accept_draws(
     bad = torch.zeros(*ok.shape[:2], n_chains, dtype=torch.int32, device=ok.device)
     bad.index_add_(2, chain, (~ok).int())
     return (bad == 0)[..., KEYPOINT_CHAIN.to(ok.device)]
+
+
+def limb_alternatives(
+    pose: Tensor,
+    joints: Tensor,
+    keypoints: Tensor,
+    redraw: Tensor,
+    draws: Tensor,
+    to_crop: Callable[[Tensor], Tensor],
+    hidden: Callable[[Tensor], Tensor],
+    tolerance: float,
+) -> tuple[Tensor, Tensor]:
+    """Alternative poses of the redrawn chains and which of them the image allows (steps 2-3).
+
+    Args:
+        pose: ``(B, 22, 3, 3)``; joints ``(B, 22, 3)`` and keypoints ``(B, 17, 3)`` of the
+            ground truth in the body frame (root at its rest position).
+        redraw: ``(B, 22)`` bool; draws: ``(B, D, 22, 3)`` rotation vectors of the redrawn joints.
+        to_crop: body-frame points ``(B, ..., 3)`` -> crop coordinates ``(B, ..., 2)``.
+        hidden: crop points ``(B, ..., 2)`` -> ``(B, ...)`` bool, hidden in the image.
+        tolerance: crop units a visible evidence point may move (:func:`accept_draws`).
+
+    Returns:
+        ``keypoints (B, D, 17, 3)`` of the draws (body frame) and ``keep (B, D, 17)``.
+    """
+    rest, world = rest_joints_from_posed(pose, joints)
+    local = attach_keypoints(keypoints, joints, world)
+    alt = alternative_keypoints(pose, rest, local, redraw, draws)
+    weights = EVIDENCE_WEIGHTS.to(alt)
+    alt_ev = to_crop(torch.einsum("ek,bdkx->bdex", weights, alt))
+    gt_ev = to_crop(torch.einsum("ek,bkx->bex", weights, keypoints))
+    return alt, accept_draws(alt_ev, hidden(alt_ev), gt_ev, hidden(gt_ev), tolerance)
 
 
 def gaussian_heatmaps(xy: Tensor, peak: Tensor, sigma: float, size: tuple[int, int]) -> Tensor:

@@ -39,7 +39,9 @@ __all__ = [
     "vertex_parts",
     "part_palette",
     "background_texture",
-    "draw_object",
+    "OBJECT_KINDS",
+    "object_mask",
+    "object_texture",
 ]
 
 _DEPTH_SCALE = 1e5  # depth quantum of the z-buffer key: 10 micrometres
@@ -83,14 +85,34 @@ def rasterize(
     if nf >= 2 ** (_FACE_BITS - 1):
         raise ValueError(f"faces: at most {2 ** (_FACE_BITS - 1) - 1} faces, found {nf}")
     device = points.device
-    faces = faces.to(device=device, dtype=torch.long)
-    # Per-face stage in float32 on the faces that are drawn at all (culled ones never gathered).
+    empty = torch.full((b * h * w,), -1, dtype=torch.long, device=device)
+    drawn = _drawn_triangles(points, depth, faces.to(device=device, dtype=torch.long), (h, w), face_valid)
+    if drawn[0].numel() == 0:
+        return empty.reshape(b, h, w)
+    frame, face, pix, key = _covered_pixels(*drawn, (h, w))
+    big = torch.iinfo(torch.long).max
+    zbuf = torch.full((b * h * w,), big, dtype=torch.long, device=device)
+    zbuf.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
+    out = torch.where(zbuf == big, empty, zbuf % (2**_FACE_BITS))
+    return out.reshape(b, h, w)
+
+
+def _drawn_triangles(
+    points: Tensor, depth: Tensor, faces: Tensor, size: tuple[int, int], face_valid: Tensor | None
+) -> tuple[Tensor, ...]:
+    """Per-face stage of :func:`rasterize`: the triangles that cover a pixel centre at all.
+
+    Works in float32 on the faces that are drawn (culled ones are never gathered), keeps those
+    in front of the camera, finite, non-degenerate and with a pixel centre in their bounding
+    box. Returns ``frame, face (K,)``, ``tri (K, 3, 2)``, ``tz (K, 3)``, ``area (K,)`` (float64)
+    and the boxes' first pixel ``x0, y0`` and size ``bw, bh`` ``(K,)``.
+    """
+    (h, w), (b, nf), device = size, (points.shape[0], faces.shape[0]), points.device
     if face_valid is None:
         frame = torch.arange(b, device=device).repeat_interleave(nf)
         face = torch.arange(nf, device=device).repeat(b)
     else:
         frame, face = torch.nonzero(face_valid.to(device=device, dtype=torch.bool), as_tuple=True)
-    empty = torch.full((b * h * w,), -1, dtype=torch.long, device=device)
     vid = faces[face]  # (K, 3)
     tri = points.to(torch.float32)[frame[:, None], vid]  # (K, 3, 2)
     tz = depth.to(torch.float32)[frame[:, None], vid]  # (K, 3)
@@ -108,14 +130,24 @@ def rasterize(
     tz = tz[sel].to(torch.float64)
     x, y = tri[..., 0], tri[..., 1]
     area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
-    ok = area.abs() > 1e-12
-    sel = torch.nonzero(ok).flatten()
-    frame, face, tri, tz, area = frame[sel], face[sel], tri[sel], tz[sel], area[sel]
-    x0, y0 = x0[keep][sel], y0[keep][sel]
-    bw, bh = bw[keep][sel], bh[keep][sel]
-    if frame.numel() == 0:
-        return empty.reshape(b, h, w)
+    sel = torch.nonzero(area.abs() > 1e-12).flatten()
+    x0, y0, bw, bh = x0[keep][sel], y0[keep][sel], bw[keep][sel], bh[keep][sel]
+    return frame[sel], face[sel], tri[sel], tz[sel], area[sel], x0, y0, bw, bh
 
+
+def _covered_pixels(
+    frame: Tensor, face: Tensor, tri: Tensor, tz: Tensor, area: Tensor, x0: Tensor, y0: Tensor,
+    bw: Tensor, bh: Tensor, size: tuple[int, int],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-pixel stage of :func:`rasterize`: every pixel centre inside a triangle of
+    :func:`_drawn_triangles`, as ``frame, face, flat pixel index, z-buffer key`` ``(P,)``.
+
+    Each triangle enumerates the pixel centres of its box; barycentric test with inclusive
+    edges; perspective-correct depth (``1/z`` linear in the image) quantized into the key's
+    high bits, the face id in its low bits.
+    """
+    h, w = size
+    device = frame.device
     counts_w = bw.long()
     counts = counts_w * bh.long()
     total = int(counts.sum())
@@ -126,27 +158,19 @@ def rasterize(
     cw = counts_w[owner]
     px = x0.long()[owner] + local % cw
     py = y0.long()[owner] + torch.div(local, cw, rounding_mode="floor")
-
     ctri = tri[owner]  # (C, 3, 2)
-    cz = tz[owner]  # (C, 3)
-    carea = area[owner]
     qx, qy = px.to(torch.float64), py.to(torch.float64)
 
     def edge(a: int, c: int) -> Tensor:
         ax, ay = ctri[:, a, 0], ctri[:, a, 1]
         return (ctri[:, c, 0] - ax) * (qy - ay) - (ctri[:, c, 1] - ay) * (qx - ax)
 
-    bary = torch.stack([edge(1, 2), edge(2, 0), edge(0, 1)], dim=-1) / carea[:, None]  # (C, 3)
+    bary = torch.stack([edge(1, 2), edge(2, 0), edge(0, 1)], dim=-1) / area[owner][:, None]  # (C, 3)
     inside = (bary >= -1e-9).all(-1)
-    inv_z = (bary / cz).sum(-1)
-    depth_px = 1.0 / inv_z.clamp(min=1e-12)
+    depth_px = 1.0 / (bary / tz[owner]).sum(-1).clamp(min=1e-12)
     key = (depth_px * _DEPTH_SCALE).clamp(max=2.0 ** 30).long() * (2**_FACE_BITS) + cface
     pix = (cf * h + py) * w + px
-    big = torch.iinfo(torch.long).max
-    zbuf = torch.full((b * h * w,), big, dtype=torch.long, device=device)
-    zbuf.scatter_reduce_(0, pix[inside], key[inside], reduce="amin", include_self=True)
-    out = torch.where(zbuf == big, empty, zbuf % (2**_FACE_BITS))
-    return out.reshape(b, h, w)
+    return cf[inside], cface[inside], pix[inside], key[inside]
 
 
 def face_normals(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
@@ -276,33 +300,42 @@ def background_texture(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0.0, 1.0)
 
 
-def draw_object(
-    size: int,
-    center: tuple[float, float],
-    radius: float,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A textured ellipse or rotated rectangle on a ``size x size`` grid.
+#: Object shapes of :func:`object_mask`, by code.
+OBJECT_KINDS: tuple[str, ...] = ("ellipse", "rectangle", "band")
+
+
+def object_mask(size: int, kind: int, center: tuple[float, float], half_size: tuple[float, float],
+                angle: float) -> np.ndarray:
+    """An object's silhouette on a ``size x size`` grid, tested at pixel centres ``(x=j, y=i)``.
 
     Args:
-        size: grid side in pixels; center: ``(x, y)`` in grid pixels; radius: typical half size
-            in pixels (each half axis is drawn in ``[0.5, 1.3] * radius``).
+        size: grid side in pixels.
+        kind: index into :data:`OBJECT_KINDS`: an ellipse or a rectangle with half axes
+            ``half_size`` along its axes rotated by ``angle`` (a long thin rectangle is a bar or
+            pole), or a ``band``: every pixel on the far side of the line through ``center`` at
+            ``angle`` (the side its normal ``(-sin, cos)`` points to, i.e. below for angle 0;
+            a table, a wall, a car in front of the legs).
+        center: ``(x, y)`` in grid pixels; half_size: ``(a, b)`` pixels; angle: radians.
 
     Returns:
-        ``mask (size, size)`` bool and ``texture (size, size, 3)`` float32 in [0, 1] (valid
-        under the mask).
+        ``(size, size)`` bool.
     """
-    mask = np.zeros((size, size), np.uint8)
-    ax = (float(radius * rng.uniform(0.5, 1.3)), float(radius * rng.uniform(0.5, 1.3)))
-    angle = float(rng.uniform(0, 180))
-    shift = 4
-    c = (int(round(center[0] * 2**shift)), int(round(center[1] * 2**shift)))
-    if rng.uniform() < 0.5:
-        axes = (int(round(ax[0] * 2**shift)), int(round(ax[1] * 2**shift)))
-        cv2.ellipse(mask, c, axes, angle, 0, 360, 1, -1, cv2.LINE_8, shift)
-    else:
-        box = cv2.boxPoints(((center[0], center[1]), (2 * ax[0], 2 * ax[1]), angle))
-        cv2.fillConvexPoly(mask, np.round(box * 2**shift).astype(np.int32), 1, cv2.LINE_8, shift)
+    if kind not in range(len(OBJECT_KINDS)):
+        raise ValueError(f"kind: expected an index into {OBJECT_KINDS}, found {kind!r}")
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    dx, dy = xx - center[0], yy - center[1]
+    u, v = c * dx + s * dy, -s * dx + c * dy  # along / across the object's first axis
+    if OBJECT_KINDS[kind] == "band":
+        return v >= 0
+    a, b = max(half_size[0], 1e-9), max(half_size[1], 1e-9)
+    if OBJECT_KINDS[kind] == "ellipse":
+        return (u / a) ** 2 + (v / b) ** 2 <= 1.0
+    return (np.abs(u) <= a) & (np.abs(v) <= b)
+
+
+def object_texture(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``(size, size, 3)`` float32 texture in [0, 1]: two-colour stripes with grain."""
     base = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     period = rng.uniform(3, 12)
@@ -311,4 +344,4 @@ def draw_object(
     second = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
     tex = base + (second - base) * stripes[..., None] * rng.uniform(0.3, 1.0)
     tex = tex + rng.normal(0, 0.03, size=tex.shape).astype(np.float32)
-    return mask.astype(bool), np.clip(tex, 0, 1)
+    return np.clip(tex, 0, 1)

@@ -1,23 +1,34 @@
 """The embedded synthetic data set: Anny people with real, known ambiguity (``SYNTHETIC.md``).
 
-Each frame is a person drawn from a pose prior (:mod:`humr.data.pose_prior`) and Anny's adult
-shape distribution, standing upright roughly facing an OpenCV camera (x right, y down,
-z forward) at a random image position and depth of a virtual full image (focal length
-``estimate_focal(W, H)``), cut out by a CLIFF-style square person box. A second Anny person in
-front (who joins the union person mask) and textured objects (which do not, and flag the frame
-as object-occluded) hide parts of it; a box that is too small truncates it. The crop is
+Each frame is a person drawn from the activity-family pose prior (:mod:`humr.data.pose_prior`)
+and Anny's adult shape distribution, standing upright roughly facing an OpenCV camera (x right,
+y down, z forward) at a random image position and depth of a virtual full image (focal length
+``estimate_focal(W, H)``), cut out by a CLIFF-style square person box. Occluders hide whole limb
+segments (a segment hidden from its joint outwards leaves the image no hint of its direction,
+so its posterior stays wide): a second Anny person in front, placed over a forearm, lower leg
+or whole limb (who joins the union person mask), and textured objects (which do not, and flag
+the frame as object-occluded): ellipses and rectangles covering a forearm, lower leg or whole
+limb from its joint outwards, bars crossing one, and bands hiding everything below a line
+between the hips and the knees; a box that is too small truncates the body. The crop is
 rendered with part colours and Lambert shading over a textured background by the batched
 z-buffer of :mod:`humr.data.render`, so the image shows the occluders and nothing behind them.
 A simulated detector (:mod:`humr.data.detector_sim`) turns what the image shows into 48 x 64
 heatmaps: sharp peaks for visible keypoints, the posterior density of where a hidden keypoint
-could be for occluded or truncated ones.
+could be for occluded or truncated ones (the prior's conditional for the hidden chain given the
+rest of the body, mixing the activities that the rest leaves possible, kept where it agrees
+with the image).
+
+Generation runs in stages, one function each: people, view (camera and box), the second
+person's placement, rasterizing the people, objects, visibility, distance map, detector,
+image. :class:`SyntheticConfig` holds every number that decides the content.
 
 Per frame the set stores exactly the :mod:`humr.data.fields` contract: ground-truth pose,
 shape, translation, COCO-17 keypoints with visibility, the union person mask as a distance map
 covering ``[-extent, extent]^2`` of crop coordinates (extent > 1, so truncated joints have a
 mask around them), 150 heatmap samples per joint with their distance to that mask, the
-detector's highest-likelihood pose, and the camera / box. The heatmaps themselves and a few
-scene flags are kept beside them (:attr:`SyntheticDataset.extras`).
+detector's highest-likelihood pose, and the camera / box; plus the optional 2D body joints of
+:data:`~humr.data.fields.OPTIONAL_FIELDS`. The heatmaps themselves, the segmentation, the
+occluders' geometry and a few scene flags are kept beside them (:attr:`SyntheticDataset.extras`).
 
 Determinism and caching: every chunk of frames draws from its own generators seeded by
 ``(seed, split, chunk)``; a split is written under ``<root>/<version key>/<split>/`` (default
@@ -53,9 +64,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from humr.bodies.base import ARTICULATED_COCO17, COCO17_NAMES
 from humr.cameras import estimate_focal, image_to_crop, perspective_project
 from humr.data import detector_sim as dsim
-from humr.data.fields import FIELDS
+from humr.data.fields import FIELDS, OPTIONAL_FIELDS
 from humr.data.heatmaps import (
     expand_box_to_aspect,
     heatmap_argmax,
@@ -63,13 +75,15 @@ from humr.data.heatmaps import (
     image_to_heatmap,
     sample_heatmaps,
 )
-from humr.data.pose_prior import sample_body_pose, upright_orientation
+from humr.data.pose_prior import default_prior, upright_orientation
+from humr.data.render import OBJECT_KINDS as SHAPES
 from humr.data.render import (
     background_texture,
-    draw_object,
     face_normals,
     face_shading,
     front_facing,
+    object_mask,
+    object_texture,
     part_palette,
     proxy_mesh,
     rasterize,
@@ -77,27 +91,46 @@ from humr.data.render import (
     vertex_parts,
 )
 from humr.losses.mask import lookup_distance_map, mask_to_distance_map
+from humr.rotations import axis_angle_to_matrix
 
 __all__ = [
     "GENERATOR_VERSION",
     "SPLITS",
+    "OBJECT_KINDS",
     "SyntheticConfig",
     "version_key",
     "default_root",
     "generate_split",
     "ensure_split",
     "load_split",
+    "lookup_grid",
+    "hidden_in_image",
+    "generator_body",
     "SyntheticDataset",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever generation changes what a given config produces (invalidates caches).
-GENERATOR_VERSION = 2
+#: 3: the activity-family pose prior with conditional detector draws, limb-sized occluders,
+#: body joints in 2D.
+GENERATOR_VERSION = 3
 SPLITS: tuple[str, ...] = ("train", "test")
 _SPLIT_IDS = {"train": 0, "test": 1}
-#: Articulated COCO keypoints (elbows, wrists, knees, ankles) that occluders are aimed at.
-_LIMB_KEYPOINTS = (7, 8, 9, 10, 13, 14, 15, 16)
+#: Occluders aim at a forearm or lower leg, (elbow, wrist) or (knee, ankle), or a whole arm or
+#: leg, (shoulder, wrist) or (hip, ankle), per side (articulated keypoints: left before right).
+_ELBOWS, _WRISTS, _KNEES, _ANKLES = (ARTICULATED_COCO17[i : i + 2] for i in range(0, 8, 2))
+_HIPS = (COCO17_NAMES.index("coco_left_hip"), COCO17_NAMES.index("coco_right_hip"))
+_SHOULDERS = (COCO17_NAMES.index("coco_left_shoulder"), COCO17_NAMES.index("coco_right_shoulder"))
+_AIM_SEGMENTS: tuple[tuple[int, int], ...] = (
+    tuple(zip(_ELBOWS, _WRISTS)) + tuple(zip(_KNEES, _ANKLES))
+    + tuple(zip(_SHOULDERS, _WRISTS)) + tuple(zip(_HIPS, _ANKLES))
+)
+#: The object kinds of :attr:`SyntheticConfig.object_kind_probs` (a bar is a long thin rectangle),
+#: and the shape :func:`humr.data.render.object_mask` draws for each.
+OBJECT_KINDS: tuple[str, ...] = ("ellipse", "rectangle", "bar", "band")
+_RENDER_KIND = {"ellipse": SHAPES.index("ellipse"), "rectangle": SHAPES.index("rectangle"),
+                "bar": SHAPES.index("rectangle"), "band": SHAPES.index("band")}
 _OBJECT = -2  # label of object pixels in the face-index buffer
 
 
@@ -105,7 +138,8 @@ _OBJECT = -2  # label of object pixels in the face-index buffer
 class SyntheticConfig:
     """Everything that decides the synthetic set's content (all of it enters the version key).
 
-    Angles in degrees; sizes of the box and objects relative to the box side or crop units.
+    Angles in degrees; sizes of the box relative to the body's projected extent, of the
+    occluders in crop units (the person box spans [-1, 1]), heatmap sizes in heatmap pixels.
     """
 
     num_train: int = 2000  #: frames in the train split
@@ -116,7 +150,9 @@ class SyntheticConfig:
     #: the distance map covers [-extent, extent]^2 crop units; R (extent - 1) / 2 must be an integer
     distance_map_extent: float = 1.5
     num_heatmap_samples: int = 150  #: M, stored per joint (paper: 150)
-    heatmap_min_confidence: float = 0.05  #: cells below it are never sampled (paper: 0.05)
+    #: heatmap cells below it are never sampled (paper Sec. 4.5: 0.05); not the loss's
+    #: ``LossConfig.heatmap_min_confidence``, which decides when a joint's samples are used
+    sample_min_confidence: float = 0.05
     heatmap_size: tuple[int, int] = (48, 64)  #: (w, h) of the detector heatmaps (ViTPose)
     detector_input_size: tuple[int, int] = (192, 256)  #: (W, H) of the detector input (ViTPose)
     detector_padding: float = 1.25  #: detector crop = person box grown to 3:4, times this
@@ -137,17 +173,57 @@ class SyntheticConfig:
     truncation_prob: float = 0.25  #: a box too small for the body
     truncated_box_scale_range: tuple[float, float] = (0.6, 0.95)
     truncation_shift: float = 0.2  #: extra centre shift of truncated boxes (fraction of the extent)
-    person_occluder_prob: float = 0.3  #: a second person in front
-    person_depth_gap: tuple[float, float] = (0.6, 1.6)  #: how much closer the second person is (m)
-    person_offset_range: tuple[float, float] = (0.05, 0.45)  #: sideways shift from the aimed limb (box sides)
-    object_occluder_prob: float = 0.4  #: a textured ellipse or rectangle
-    object_radius_range: tuple[float, float] = (0.15, 0.4)  #: crop units
+    # --- the second person (joins the union mask): in front, over a limb of the target
+    person_occluder_prob: float = 0.4
+    person_depth_gap: tuple[float, float] = (0.8, 2.5)  #: how much closer the second person is (m)
+    person_min_depth: float = 2.0  #: the second person's pelvis stays at least this far (m)
+    person_yaw_range: float = 180.0  #: their yaw ~ U(-range, range): any direction
+    #: their pelvis: sideways from the aimed limb point (box sides, either side), and below
+    #: (+) or above (-) it, so that their torso or legs cover it
+    person_offset_range: tuple[float, float] = (0.0, 0.15)
+    person_vertical_range: tuple[float, float] = (-0.1, 0.25)
+    # --- objects (not in the mask; an overlap flags the frame object-occluded): aimed at a limb
+    object_occluder_prob: float = 0.35
+    #: probabilities of the object kinds of :data:`OBJECT_KINDS`: ellipse, rectangle, bar, band
+    object_kind_probs: tuple[float, float, float, float] = (0.3, 0.3, 0.1, 0.3)
+    #: ellipses and rectangles cover an aimed segment (a forearm, lower leg or whole limb) from
+    #: its joint outwards (a segment hidden from its start leaves the image no hint of its
+    #: direction): centred at ``t`` along it (0: its joint, 1: wrist / ankle), turned along it
+    #: by up to ``object_angle_jitter`` degrees,
+    #: half axes along and across it in units of its projected length (at least
+    #: ``object_min_segment`` crop units, for segments seen end-on)
+    object_aim_range: tuple[float, float] = (0.4, 1.0)
+    object_aim_jitter: float = 0.05  #: std of the object centre around the aimed point (crop units)
+    object_angle_jitter: float = 20.0
+    object_length_scale: tuple[float, float] = (1.0, 1.8)
+    object_width_scale: tuple[float, float] = (0.8, 1.5)
+    object_min_segment: float = 0.2
+    object_max_half_size: float = 0.6  #: crop units: an object hides a limb, not the whole person
+    bar_half_width_range: tuple[float, float] = (0.1, 0.3)  #: poles, railings: any orientation
+    bar_half_length_range: tuple[float, float] = (0.6, 1.5)
+    #: a band (table, wall) hides everything below a line through the point at ``t`` from the
+    #: mid-hip (0) to the mid-ankle (1; the knees near 0.5), tilted by up to ``band_tilt``
+    band_level_range: tuple[float, float] = (0.15, 0.6)
+    band_tilt: float = 15.0
+    # --- the simulated detector
     visible_peak_range: tuple[float, float] = (0.85, 0.95)
     visible_sigma: float = 1.5  #: heatmap pixels
     occluded_peak_range: tuple[float, float] = (0.2, 0.45)
     occluded_sigma: float = 1.5  #: blur of the hidden-keypoint density, heatmap pixels
     num_alternatives: int = 1024  #: alternative limb poses drawn per frame with a hidden keypoint
+    #: prior components (activity pairs) the alternatives mix, the most probable given the rest
+    alternative_components: int = 4
     visible_tolerance: float = 0.05  #: crop units a visible evidence point may move in a kept draw
+    #: a floor of this many times ``sample_min_confidence`` at a hidden keypoint's ground truth
+    #: keeps it sampleable when it lies in the far tail of its own posterior
+    ground_truth_floor: float = 1.5
+    # --- the image
+    light_x_range: tuple[float, float] = (-0.6, 0.6)  #: light direction (x, y, -1), camera frame:
+    light_y_range: tuple[float, float] = (-0.8, 0.2)  #: from the camera's side, mostly from above
+    ambient: float = 0.35  #: Lambert shading floor
+    target_palette_seed: int = 12345  #: the target's one part-colour look (the encoder learns it)
+    second_person_saturation: float = 0.45  #: other people: random hues, paler
+    image_noise_std: float = 0.015  #: pixel noise, image units
     chunk_size: int = 64  #: frames generated together (each chunk has its own seeds)
     render_mesh: str = "notoes_collapse10pc"  #: Anny topology drawn as a proxy of the posed mesh, or "full"
 
@@ -164,6 +240,7 @@ class SyntheticConfig:
             "distance_map_size",
             "num_heatmap_samples",
             "num_alternatives",
+            "alternative_components",
             "chunk_size",
         ):
             positive_int(name)
@@ -183,10 +260,10 @@ class SyntheticConfig:
                 f"found {self.distance_map_size}"
             )
         lo, hi = self.occluded_peak_range
-        if not (self.heatmap_min_confidence < lo <= hi < 0.5):
+        if not (self.sample_min_confidence * self.ground_truth_floor < lo <= hi < 0.5):
             raise ValueError(
-                "occluded_peak_range: expected heatmap_min_confidence < low <= high < 0.5, "
-                f"found {self.occluded_peak_range}"
+                "occluded_peak_range: expected sample_min_confidence * ground_truth_floor < low <= "
+                f"high < 0.5, found {self.occluded_peak_range}"
             )
         lo, hi = self.visible_peak_range
         if not (0.5 < lo <= hi <= 1.0):
@@ -200,6 +277,14 @@ class SyntheticConfig:
         for name in ("truncation_prob", "person_occluder_prob", "object_occluder_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], found {getattr(self, name)}")
+        probs = self.object_kind_probs
+        if len(probs) != len(OBJECT_KINDS) or min(probs) < 0 or abs(sum(probs) - 1) > 1e-6:
+            raise ValueError(
+                f"object_kind_probs: expected {len(OBJECT_KINDS)} probabilities summing to 1 "
+                f"({', '.join(OBJECT_KINDS)}), found {probs}"
+            )
+        if not self.ground_truth_floor >= 1.0:
+            raise ValueError(f"ground_truth_floor: expected >= 1, found {self.ground_truth_floor}")
 
     @property
     def render_size(self) -> int:
@@ -287,8 +372,13 @@ class _Generator:
         return cls._instances[render_mesh]
 
 
-def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=g)
+def generator_body(render_mesh: str = SyntheticConfig.render_mesh):
+    """The Anny body the set is generated with (built once per process; the stats need it)."""
+    return _Generator.get(render_mesh).body
+
+
+def _uniform(g: torch.Generator, shape: int | tuple[int, ...], lo: float, hi: float) -> Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=g)
 
 
 def _chunk_rngs(
@@ -314,6 +404,11 @@ def _to_crop(px: Tensor, center: Tensor, box: Tensor) -> Tensor:
     return image_to_crop(px, center.reshape(*shape, 2), box.reshape(shape))
 
 
+def _unproject(uv: Tensor, depth: Tensor, focal: Tensor, image_size: Tensor) -> Tensor:
+    """Pixels ``(C, 2)`` at depths ``(C,)`` -> camera-frame points ``(C, 3)``."""
+    return torch.cat([(uv - image_size / 2) * depth[:, None] / focal[:, None], depth[:, None]], -1)
+
+
 def _grid_index(crop: Tensor, extent: float, n: int) -> tuple[Tensor, Tensor]:
     """Crop coordinates ``(..., 2)`` -> the render-grid cell containing them, and whether it exists."""
     g = torch.floor((crop + extent) / (2 * extent) * n).long()
@@ -321,8 +416,11 @@ def _grid_index(crop: Tensor, extent: float, n: int) -> tuple[Tensor, Tensor]:
     return g.clamp(0, n - 1), inside
 
 
-def _lookup(grid: Tensor, crop: Tensor, extent: float) -> Tensor:
-    """Bool grid ``(C, N, N)`` read at crop points ``(C, ..., 2)`` (False outside the grid)."""
+def lookup_grid(grid: Tensor, crop: Tensor, extent: float) -> Tensor:
+    """Bool grid ``(C, N, N)`` covering ``[-extent, extent]^2`` read at crop points ``(C, ..., 2)``.
+
+    Returns ``(C, ...)`` bool, False outside the grid.
+    """
     c, n = grid.shape[0], grid.shape[-1]
     cell, inside = _grid_index(crop, extent, n)
     flat = (cell[..., 1] * n + cell[..., 0]).reshape(c, -1)
@@ -330,52 +428,98 @@ def _lookup(grid: Tensor, crop: Tensor, extent: float) -> Tensor:
     return val & inside
 
 
-def _generate_chunk(
-    config: SyntheticConfig, split: str, chunk: int, count: int, gen: _Generator
-) -> dict[str, Any]:
-    """Frames ``[chunk * chunk_size, + count)`` of a split as numpy arrays."""
-    rng, g = _chunk_rngs(config, split, chunk)
-    body, faces, ridx = gen.body, gen.render_faces, gen.render_index
-    nv, nf = ridx.shape[0], faces.shape[0]
-    c = count
+def hidden_in_image(occluder: Tensor, crop: Tensor, extent: float) -> Tensor:
+    """Points ``(C, ..., 2)`` the image does not show: outside the crop or behind an occluder.
+
+    ``occluder (C, N, N)`` bool covers ``[-extent, extent]^2`` (the render grid, or the crop's
+    segmentation with extent 1). Returns ``(C, ...)`` bool.
+    """
+    return ~(crop.abs() < 1).all(-1) | lookup_grid(occluder, crop, extent)
+
+
+@dataclass
+class _People:
+    """The chunk's people (first axis: frame; the second people only where ``has_second``)."""
+
+    pose: Tensor  # (C, 22, 3, 3), root = global orientation in the camera frame
+    rotvec: Tensor  # (C, 22, 3) the prior's rotation vectors (root zero)
+    component: Tensor  # (C,) the prior component each pose was drawn from
+    shape: Tensor  # (C, S)
+    vertices: Tensor  # (C, V, 3) body frame (root at its rest position)
+    joints: Tensor  # (C, 22, 3)
+    keypoints: Tensor  # (C, 17, 3) COCO-17
+    has_second: Tensor  # (C,) bool
+    second_pose: Tensor  # (C, 22, 3, 3), drawn for every frame
+    second_shape: Tensor  # (C, S)
+    second_vertices: Tensor  # (C2, V, 3)
+    second_joints: Tensor  # (C2, 22, 3)
+
+
+@dataclass
+class _View:
+    """Camera and boxes of frames (first axis: frame)."""
+
+    image_size: Tensor  # (C, 2) full image (W, H), pixels
+    focal: Tensor  # (C,)
+    translation: Tensor  # (C, 3) the target's root translation, camera frame
+    center: Tensor  # (C, 2) person box centre, full-image pixels
+    box: Tensor  # (C,) person box side
+    det_size: Tensor  # (C, 2) the detector crop's (w, h): the box grown to the detector's aspect
+
+    def select(self, index: Tensor) -> _View:
+        return _View(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+    def to_pixels(self, points: Tensor) -> Tensor:
+        """Body-frame points ``(C, ..., N, 3)`` -> full-image pixels ``(C, ..., N, 2)``."""
+        return _project(points, self.translation, self.focal, self.image_size)
+
+    def to_crop(self, points: Tensor) -> Tensor:
+        """Body-frame points ``(C, ..., N, 3)`` -> crop coordinates ``(C, ..., N, 2)``."""
+        return _to_crop(self.to_pixels(points), self.center, self.box)
+
+
+def _upright(config: SyntheticConfig, g: torch.Generator, c: int, yaw_range: float) -> Tensor:
     deg = math.pi / 180
+    return upright_orientation(
+        _uniform(g, c, -yaw_range, yaw_range) * deg,
+        torch.randn(c, generator=g) * config.pitch_std * deg,
+        torch.randn(c, generator=g) * config.roll_std * deg,
+    )
 
-    # ---- people: pose prior, shapes, upright orientation facing the camera
+
+def _draw_people(config: SyntheticConfig, gen: _Generator, g: torch.Generator, c: int) -> _People:
+    """The targets (pose prior, Anny shapes, upright facing the camera) and possible second people."""
+    body, prior = gen.body, default_prior()
     shape = body.sample_shapes(c, g)
-    pose = sample_body_pose(c, g)
-    pose[:, 0] = upright_orientation(
-        _uniform(g, c, -config.yaw_range, config.yaw_range) * deg,
-        torch.randn(c, generator=g) * config.pitch_std * deg,
-        torch.randn(c, generator=g) * config.roll_std * deg,
-    )
+    rotvec, component = prior.sample(c, g)
+    pose = axis_angle_to_matrix(rotvec)
+    pose[:, 0] = _upright(config, g, c, config.yaw_range)
     shape2 = body.sample_shapes(c, g)
-    pose2 = sample_body_pose(c, g)
-    pose2[:, 0] = upright_orientation(
-        _uniform(g, c, -180.0, 180.0) * deg,
-        torch.randn(c, generator=g) * config.pitch_std * deg,
-        torch.randn(c, generator=g) * config.roll_std * deg,
-    )
-    has_person = torch.rand(c, generator=g) < config.person_occluder_prob
-    has_object = torch.rand(c, generator=g) < config.object_occluder_prob
-    idx2 = torch.nonzero(has_person).flatten()
-    with torch.no_grad():
-        out = body(torch.cat([pose, pose2[idx2]]), torch.cat([shape, shape2[idx2]]))
-    verts_all, joints_all = out.vertices, out.joints[:, :22]
-    kp_all = body.keypoints_from_output(out, "coco17")
-    verts, joints, kp = verts_all[:c], joints_all[:c], kp_all[:c]
+    pose2 = axis_angle_to_matrix(prior.sample(c, g)[0])
+    pose2[:, 0] = _upright(config, g, c, config.person_yaw_range)
+    has_second = torch.rand(c, generator=g) < config.person_occluder_prob
+    idx2 = torch.nonzero(has_second).flatten()
+    out = body(torch.cat([pose, pose2[idx2]]), torch.cat([shape, shape2[idx2]]))
+    joints = out.joints[:, :22]
+    keypoints = body.keypoints_from_output(out, "coco17")
+    return _People(pose, rotvec, component, shape, out.vertices[:c], joints[:c], keypoints[:c],
+                   has_second, pose2, shape2, out.vertices[c:], joints[c:])
 
-    # ---- camera: a virtual full image, the pelvis at a random position and depth
+
+def _draw_view(config: SyntheticConfig, g: torch.Generator, people: _People) -> _View:
+    """A virtual full image with the pelvis at a random position and depth, and a CLIFF box.
+
+    The box is the projected body's tight square extent, scaled and jittered; sometimes too
+    small and shifted (truncation).
+    """
+    c = people.joints.shape[0]
     sizes = torch.tensor(config.full_image_sizes, dtype=torch.float32)
     image_size = sizes[torch.randint(len(sizes), (c,), generator=g)]
     focal = estimate_focal(image_size)
     depth = _uniform(g, c, *config.depth_range)
     uv = torch.stack([_uniform(g, c, *config.position_range), _uniform(g, c, *config.position_range)], -1)
-    uv = uv * image_size
-    pelvis = torch.cat([(uv - image_size / 2) * depth[:, None] / focal[:, None], depth[:, None]], -1)
-    translation = pelvis - joints[:, 0]
-
-    # ---- CLIFF box around the projected body (jittered; sometimes too small: truncation)
-    vpx = _project(verts, translation, focal, image_size)
+    translation = _unproject(uv * image_size, depth, focal, image_size) - people.joints[:, 0]
+    vpx = _project(people.vertices, translation, focal, image_size)
     lo, hi = vpx.amin(1), vpx.amax(1)
     extent_px = (hi - lo).amax(-1)
     truncated_box = torch.rand(c, generator=g) < config.truncation_prob
@@ -386,189 +530,302 @@ def _generate_chunk(
     )
     jitter = torch.where(truncated_box, config.truncation_shift, config.box_jitter)
     shift = (torch.rand(c, 2, generator=g) * 2 - 1) * jitter[:, None] * extent_px[:, None]
-    center = (lo + hi) / 2 + shift
     box = extent_px * scale
-
-    # ---- the second person: in front, beside a limb of the target
-    aim = torch.tensor(_LIMB_KEYPOINTS)[torch.randint(len(_LIMB_KEYPOINTS), (c,), generator=g)]
-    kp_px = _project(kp, translation, focal, image_size)  # (C, 17, 2)
-    aim_px = kp_px[torch.arange(c), aim]
-    side = torch.where(torch.rand(c, generator=g) < 0.5, -1.0, 1.0)
-    offset = torch.stack([side * _uniform(g, c, *config.person_offset_range), _uniform(g, c, -0.3, 0.3)], -1)
-    uv2 = aim_px + offset * box[:, None]
-    depth2 = (depth - _uniform(g, c, *config.person_depth_gap)).clamp(min=2.0)
-    pelvis2 = torch.cat([(uv2 - image_size / 2) * depth2[:, None] / focal[:, None], depth2[:, None]], -1)
-    translation2 = pelvis2[idx2] - joints_all[c:, 0]
-
-    # ---- rasterize both people on the render grid covering [-e, e]^2 of crop coordinates
-    n = config.render_size
-    e = n / config.image_size
-    m = (n - config.image_size) // 2
-    cam_verts = torch.zeros(c, 2 * nv, 3)
-    cam_verts[:, :nv] = verts[:, ridx] + translation[:, None]
-    cam_verts[idx2, nv:] = verts_all[c:, ridx] + translation2[:, None]
-    cam_verts[:, nv:, 2] = torch.where(has_person[:, None], cam_verts[:, nv:, 2], 1.0)
-    px2 = _project(cam_verts, torch.zeros(c, 3), focal, image_size)
-    grid_px = (_to_crop(px2, center, box) + e) / (2 * e) * n - 0.5
-    faces2 = torch.cat([faces, faces + nv])
-    normals, corners = face_normals(cam_verts, faces2)
-    valid = front_facing(normals, corners)
-    valid[:, nf:] &= has_person[:, None]
-    labels = rasterize(grid_px, cam_verts[..., 2], faces2, (n, n), valid)  # (C, N, N)
-    light = torch.stack([_uniform(g, c, -0.6, 0.6), _uniform(g, c, -0.8, 0.2), -torch.ones(c)], -1)
-    shade = face_shading(normals, torch.nn.functional.normalize(light, dim=-1))  # (C, 2F)
-
-    # ---- objects (per frame, OpenCV), aimed at a limb keypoint
-    kp_crop = _to_crop(kp_px, center, box)  # (C, 17, 2)
-    labels_np = labels.numpy().copy()
-    target_before = (labels_np >= 0) & (labels_np < nf)
-    object_tex = np.zeros((c, config.image_size, config.image_size, 3), np.float32)
-    object_occluded = np.zeros(c, bool)
-    obj_aim = torch.tensor(_LIMB_KEYPOINTS)[torch.randint(len(_LIMB_KEYPOINTS), (c,), generator=g)]
-    for i in range(c):  # per-frame drawing: OpenCV has no batch API
-        if not bool(has_object[i]):
-            continue
-        centre_crop = kp_crop[i, obj_aim[i]].numpy() + rng.normal(0, 0.08, 2)
-        centre_px = (centre_crop + e) / (2 * e) * n - 0.5
-        radius = rng.uniform(*config.object_radius_range) * config.image_size / 2
-        mask, tex = draw_object(n, (float(centre_px[0]), float(centre_px[1])), radius, rng)
-        labels_np[i][mask] = _OBJECT
-        object_tex[i] = tex[m : m + config.image_size, m : m + config.image_size]
-        object_occluded[i] = bool((mask & target_before[i]).any())
-    labels = torch.from_numpy(labels_np)
-    occluder = (labels >= nf) | (labels == _OBJECT)  # (C, N, N)
-    union = labels >= 0
-
-    # ---- ground-truth keypoints and their visibility
-    in_crop = (kp_crop.abs() < 1).all(-1)
-    visible = in_crop & ~_lookup(occluder, kp_crop, e)
-
-    # ---- union mask -> distance map (stored in float16; sample distances read from that map)
-    k = n // config.distance_map_size
-    small = union.reshape(c, config.distance_map_size, k, config.distance_map_size, k).any(4).any(2)
-    has_mask = small.flatten(1).any(1)
-    dmap = torch.zeros(c, config.distance_map_size, config.distance_map_size)
-    if bool(has_mask.any()):
-        dmap[has_mask] = mask_to_distance_map(small[has_mask], extent=e)
-    dmap = dmap.half().float()
-
-    # ---- the simulated detector
-    hm_w, hm_h = config.heatmap_size
     det_size = expand_box_to_aspect(
         torch.stack([box, box], -1), config.detector_input_size, config.detector_padding
     )
-    kp_hm = image_to_heatmap(kp_px, config.heatmap_size, center, det_size)  # (C, 17, 2)
-    vis_peak = _uniform(g, c * 17, *config.visible_peak_range).reshape(c, 17)
-    occ_peak = _uniform(g, c * 17, *config.occluded_peak_range).reshape(c, 17)
-    heat_vis = dsim.gaussian_heatmaps(kp_hm, vis_peak, config.visible_sigma, config.heatmap_size)
-    accepted = torch.zeros(c, 17, dtype=torch.int32)
+    return _View(image_size, focal, translation, (lo + hi) / 2 + shift, box, det_size)
 
-    heatmaps = heat_vis.clone()
+
+def _aim_segments(g: torch.Generator, keypoints: Tensor) -> tuple[Tensor, Tensor]:
+    """A random aimed segment per frame of keypoints ``(C, 17, 2)``: its start and end ``(C, 2)``."""
+    c = keypoints.shape[0]
+    seg = torch.tensor(_AIM_SEGMENTS)[torch.randint(len(_AIM_SEGMENTS), (c,), generator=g)]
+    rows = torch.arange(c)
+    return keypoints[rows, seg[:, 0]], keypoints[rows, seg[:, 1]]
+
+
+def _place_second_person(config: SyntheticConfig, g: torch.Generator, people: _People, view: _View) -> Tensor:
+    """Root translations ``(C2, 3)`` of the second people: closer, their body over a limb of the target."""
+    c = view.box.shape[0]
+    start, end = _aim_segments(g, view.to_pixels(people.keypoints))
+    aim = start + _uniform(g, c, 0.0, 1.0)[:, None] * (end - start)
+    side = torch.where(torch.rand(c, generator=g) < 0.5, -1.0, 1.0)
+    offset = torch.stack(
+        [side * _uniform(g, c, *config.person_offset_range), _uniform(g, c, *config.person_vertical_range)],
+        -1,
+    )
+    pelvis_depth = view.translation[:, 2] + people.joints[:, 0, 2]
+    depth2 = (pelvis_depth - _uniform(g, c, *config.person_depth_gap)).clamp(min=config.person_min_depth)
+    pelvis2 = _unproject(aim + offset * view.box[:, None], depth2, view.focal, view.image_size)
+    return pelvis2[people.has_second] - people.second_joints[:, 0]
+
+
+def _rasterize_people(
+    config: SyntheticConfig, g: torch.Generator, gen: _Generator, people: _People, view: _View,
+    translation2: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Both people on the render grid covering ``[-e, e]^2`` of crop coordinates.
+
+    Returns the face-index buffer ``(C, N, N)`` (target faces ``[0, F)``, the second person's
+    ``[F, 2F)``, -1 empty) and the Lambert shading per face ``(C, 2F)``.
+    """
+    faces, ridx = gen.render_faces, gen.render_index
+    nv, nf = ridx.shape[0], faces.shape[0]
+    c, n = view.box.shape[0], config.render_size
+    e = n / config.image_size
+    has = people.has_second
+    cam_verts = torch.zeros(c, 2 * nv, 3)
+    cam_verts[:, :nv] = people.vertices[:, ridx] + view.translation[:, None]
+    cam_verts[has, nv:] = people.second_vertices[:, ridx] + translation2[:, None]
+    cam_verts[:, nv:, 2] = torch.where(has[:, None], cam_verts[:, nv:, 2], 1.0)
+    px = _project(cam_verts, torch.zeros(c, 3), view.focal, view.image_size)
+    grid_px = (_to_crop(px, view.center, view.box) + e) / (2 * e) * n - 0.5
+    faces2 = torch.cat([faces, faces + nv])
+    normals, corners = face_normals(cam_verts, faces2)
+    valid = front_facing(normals, corners)
+    valid[:, nf:] &= has[:, None]
+    labels = rasterize(grid_px, cam_verts[..., 2], faces2, (n, n), valid)
+    light = torch.stack(
+        [_uniform(g, c, *config.light_x_range), _uniform(g, c, *config.light_y_range), -torch.ones(c)], -1
+    )
+    shade = face_shading(normals, torch.nn.functional.normalize(light, dim=-1), config.ambient)
+    return labels, shade
+
+
+def _object_geometry(config: SyntheticConfig, g: torch.Generator, kp_crop: Tensor) -> Tensor:
+    """Per frame ``(kind, cx, cy, a, b, angle)`` ``(C, 6)`` in crop units / radians; kind -1: no object.
+
+    Kinds index :data:`OBJECT_KINDS`. Ellipses and rectangles cover a forearm, lower leg or
+    whole limb (and the hand / foot beyond it) from its joint outwards, bars (poles, railings)
+    cross it at any angle, bands (a table, a wall) hide everything below a nearly horizontal
+    line between the hips and the ankles.
+    """
+    c, deg = kp_crop.shape[0], math.pi / 180
+    has = torch.rand(c, generator=g) < config.object_occluder_prob
+    probs = torch.tensor(config.object_kind_probs, dtype=torch.float64)
+    kind = torch.multinomial(probs, c, replacement=True, generator=g)
+    start, end = _aim_segments(g, kp_crop)
+    seg = end - start
+    length = seg.norm(dim=-1).clamp(min=config.object_min_segment)
+    centre = start + _uniform(g, c, *config.object_aim_range)[:, None] * seg
+    centre = centre + config.object_aim_jitter * torch.randn(c, 2, generator=g)
+    half = torch.stack(
+        [_uniform(g, c, *config.object_length_scale), _uniform(g, c, *config.object_width_scale)], -1
+    )
+    half = (half * length[:, None]).clamp(max=config.object_max_half_size)
+    jitter = config.object_angle_jitter
+    angle = torch.atan2(seg[:, 1], seg[:, 0]) + _uniform(g, c, -jitter, jitter) * deg
+    bar = kind == OBJECT_KINDS.index("bar")
+    half_bar = torch.stack(
+        [_uniform(g, c, *config.bar_half_length_range), _uniform(g, c, *config.bar_half_width_range)], -1
+    )
+    half = torch.where(bar[:, None], half_bar, half)
+    angle = torch.where(bar, _uniform(g, c, 0.0, math.pi), angle)
+    hips, ankles = kp_crop[:, list(_HIPS)].mean(1), kp_crop[:, list(_ANKLES)].mean(1)
+    level = _uniform(g, c, *config.band_level_range)
+    band = kind == OBJECT_KINDS.index("band")
+    centre = torch.where(band[:, None], hips + level[:, None] * (ankles - hips), centre)
+    angle = torch.where(band, _uniform(g, c, -config.band_tilt, config.band_tilt) * deg, angle)
+    kind = torch.where(has, kind, -1)
+    return torch.cat([kind[:, None].float(), centre, half, angle[:, None]], -1)
+
+
+def _draw_objects(
+    config: SyntheticConfig, rng: np.random.Generator, geometry: Tensor, labels: Tensor, nf: int
+) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """Objects drawn over the people: labels with object pixels ``_OBJECT``, textures, overlap flags.
+
+    Returns the labels ``(C, N, N)``, the object textures of the crop ``(C, R, R, 3)`` and
+    whether each object covers part of the target ``(C,)`` (the frame's ``object_occluded``).
+    """
+    c, n, r = labels.shape[0], config.render_size, config.image_size
+    e = n / r
+    scale = n / (2 * e)  # grid pixels per crop unit
+    labels_np = labels.numpy().copy()
+    target = (labels_np >= 0) & (labels_np < nf)
+    textures = np.zeros((c, r, r, 3), np.float32)
+    occluded = np.zeros(c, bool)
+    geo = geometry.numpy().astype(np.float64)
+    for i in np.flatnonzero(geo[:, 0] >= 0):  # per-frame drawing: numpy masks, not batched
+        kind, cx, cy, a, b, angle = geo[i]
+        shape_kind = _RENDER_KIND[OBJECT_KINDS[int(kind)]]
+        centre = ((cx + e) * scale - 0.5, (cy + e) * scale - 0.5)
+        mask = object_mask(n, shape_kind, centre, (a * scale, b * scale), angle)
+        labels_np[i][mask] = _OBJECT
+        textures[i] = object_texture(r, rng)
+        occluded[i] = bool((mask & target[i]).any())
+    return torch.from_numpy(labels_np), textures, occluded
+
+
+def _distance_map(config: SyntheticConfig, union: Tensor) -> tuple[Tensor, Tensor]:
+    """Union person mask ``(C, N, N)`` -> distance maps ``(C, Hd, Hd)`` (float16 values) and which exist."""
+    c, size = union.shape[0], config.distance_map_size
+    k = config.render_size // size
+    small = union.reshape(c, size, k, size, k).any(4).any(2)
+    has_mask = small.flatten(1).any(1)
+    dmap = torch.zeros(c, size, size)
+    if bool(has_mask.any()):
+        dmap[has_mask] = mask_to_distance_map(small[has_mask], extent=config.render_size / config.image_size)
+    return dmap.half().float(), has_mask
+
+
+def _hidden_heatmaps(
+    config: SyntheticConfig, g: torch.Generator, people: _People, view: _View, visible: Tensor,
+    occluder: Tensor, heatmaps: Tensor, kp_hm: Tensor, occ_peak: Tensor, frames: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """The heatmaps of ``frames (C',)`` with each hidden keypoint's posterior density, and its kept draws.
+
+    ``people``, ``view``, ``visible (C, 17)``, ``occluder (C, N, N)``, ``heatmaps (C, 17, h, w)``
+    (the visible-keypoint peaks), ``kp_hm (C, 17, 2)`` (keypoints in heatmap pixels) and
+    ``occ_peak (C, 17)`` hold the whole chunk. Returns ``(C', 17, h, w)`` and ``accepted (C', 17)``.
+    """
+    c = frames.shape[0]
+    extent = config.render_size / config.image_size
+    vis, occ, sub = visible[frames], occluder[frames], view.select(frames)
+    pose, joints, keypoints = people.pose[frames], people.joints[frames], people.keypoints[frames]
+    redraw = dsim.resample_mask(vis)
+    # the activity is not seen either: the prior's conditional mixes the probable families
+    draws, draw_weight = default_prior().conditional(
+        people.rotvec[frames], redraw, config.num_alternatives, g, top=config.alternative_components
+    )
+    alt, keep = dsim.limb_alternatives(
+        pose, joints, keypoints, redraw, draws, sub.to_crop,
+        lambda points: hidden_in_image(occ, points, extent), config.visible_tolerance,
+    )
+    alt_px = sub.to_pixels(alt).transpose(1, 2).reshape(c, -1, 2)  # (C', 17 * D, 2)
+    alt_hm = image_to_heatmap(alt_px, config.heatmap_size, sub.center, sub.det_size).reshape(c, 17, -1, 2)
+    # the ground truth is always consistent with the image: one more draw
+    alt_hm = torch.cat([alt_hm, kp_hm[frames, :, None]], 2)
+    weight = torch.cat([(keep * draw_weight[..., None]).transpose(1, 2).float(), torch.ones(c, 17, 1)], 2)
+    hid = ~vis  # densities only where they are used
+    density = dsim.density_heatmaps(
+        alt_hm[hid], weight[hid], occ_peak[frames][hid], config.occluded_sigma, config.heatmap_size
+    )
+    floor_peak = torch.full((int(hid.sum()),), config.ground_truth_floor * config.sample_min_confidence)
+    floor = dsim.gaussian_heatmaps(kp_hm[frames][hid], floor_peak, config.occluded_sigma, config.heatmap_size)
+    out = heatmaps[frames]
+    out[hid] = torch.maximum(density, floor)
+    return out, keep.sum(1).int()
+
+
+def _simulate_detector(
+    config: SyntheticConfig, g: torch.Generator, people: _People, view: _View, visible: Tensor,
+    occluder: Tensor, dmap: Tensor,
+) -> dict[str, Tensor]:
+    """Heatmaps, their samples (crop coordinates, distances to the mask) and the detector's pose."""
+    c, extent = visible.shape[0], config.render_size / config.image_size
+    kp_px = view.to_pixels(people.keypoints)
+    kp_hm = image_to_heatmap(kp_px, config.heatmap_size, view.center, view.det_size)
+    vis_peak = _uniform(g, (c, 17), *config.visible_peak_range)
+    occ_peak = _uniform(g, (c, 17), *config.occluded_peak_range)
+    heatmaps = dsim.gaussian_heatmaps(kp_hm, vis_peak, config.visible_sigma, config.heatmap_size)
+    accepted = torch.zeros(c, 17, dtype=torch.int32)
     need = torch.nonzero((~visible).any(-1)).flatten()  # frames with a hidden keypoint
     if need.numel():
-        pose_n, joints_n, kp_n, t_n = pose[need], joints[need], kp[need], translation[need]
-        f_n, s_n, c_n, b_n, d_n = focal[need], image_size[need], center[need], box[need], det_size[need]
-        rest, world = dsim.rest_joints_from_posed(pose_n, joints_n)
-        local = dsim.attach_keypoints(kp_n, joints_n, world)
-        redraw = dsim.resample_mask(visible[need])
-        # (c', D, 17, 3): keypoints of the alternative poses
-        alt = dsim.alternative_keypoints(pose_n, rest, local, redraw, config.num_alternatives, g)
-        ew = dsim.EVIDENCE_WEIGHTS.to(alt.dtype)
-        alt_ev = _to_crop(_project(torch.einsum("ek,cdkx->cdex", ew, alt), t_n, f_n, s_n), c_n, b_n)
-        gt_ev = _to_crop(_project(torch.einsum("ek,ckx->cex", ew, kp_n), t_n, f_n, s_n), c_n, b_n)
-        occ_n = occluder[need]
-
-        def hidden(points: Tensor) -> Tensor:
-            return ~(points.abs() < 1).all(-1) | _lookup(occ_n, points, e)
-
-        keep = dsim.accept_draws(alt_ev, hidden(alt_ev), gt_ev, hidden(gt_ev), config.visible_tolerance)
-        accepted[need] = keep.sum(1).int()
-        alt_px = _project(alt, t_n, f_n, s_n)  # (c', D, 17, 2)
-        alt_hm = image_to_heatmap(
-            alt_px.transpose(1, 2).reshape(len(need), -1, 2), config.heatmap_size, c_n, d_n
+        heatmaps[need], accepted[need] = _hidden_heatmaps(
+            config, g, people, view, visible, occluder, heatmaps, kp_hm, occ_peak, need
         )
-        # the ground truth is always consistent with the image: one more draw
-        alt_hm = torch.cat([alt_hm.reshape(len(need), 17, -1, 2), kp_hm[need, :, None]], 2)
-        weight = torch.cat([keep.transpose(1, 2).float(), torch.ones(len(need), 17, 1)], 2)
-        hid = ~visible[need]  # densities only where they are used
-        heat_occ = dsim.density_heatmaps(
-            alt_hm[hid], weight[hid], occ_peak[need][hid], config.occluded_sigma, config.heatmap_size
-        )
-        # a floor at the ground truth keeps it sampleable (cells below heatmap_min_confidence are
-        # never drawn) in the rare frames where it lies in the far tail of its own posterior
-        floor_peak = torch.full((int(hid.sum()),), 1.5 * config.heatmap_min_confidence)
-        floor = dsim.gaussian_heatmaps(kp_hm[need][hid], floor_peak, config.occluded_sigma,
-                                       config.heatmap_size)
-        sub = heatmaps[need]
-        sub[hid] = torch.maximum(heat_occ, floor)
-        heatmaps[need] = sub
-
-    samples_hm = sample_heatmaps(
-        heatmaps, config.num_heatmap_samples, config.heatmap_min_confidence, generator=g, fallback="argmax"
-    )
-    samples = heatmap_to_crop(
-        samples_hm, config.heatmap_size, center[:, None], det_size[:, None], center[:, None], box[:, None]
-    )
-    sample_valid = (heatmaps.flatten(2).amax(-1) >= config.heatmap_min_confidence)[..., None].expand(
-        -1, -1, config.num_heatmap_samples
-    )
+    m, box, center = config.num_heatmap_samples, view.box, view.center
+    samples_hm = sample_heatmaps(heatmaps, m, config.sample_min_confidence, generator=g, fallback="argmax")
+    samples = heatmap_to_crop(samples_hm, config.heatmap_size, center[:, None], view.det_size[:, None],
+                              center[:, None], box[:, None])
+    sample_valid = (heatmaps.flatten(2).amax(-1) >= config.sample_min_confidence)[..., None].expand(-1, -1, m)
     top, conf = heatmap_argmax(heatmaps)
-    top_crop = heatmap_to_crop(top, config.heatmap_size, center, det_size, center, box)
-    det_kp = torch.cat([top_crop, conf[..., None]], -1)
-    sample_dist = lookup_distance_map(samples, dmap, e)
+    top_crop = heatmap_to_crop(top, config.heatmap_size, center, view.det_size, center, box)
+    return {
+        "heatmaps": heatmaps,
+        "heatmap_samples": samples,
+        "heatmap_sample_valid": sample_valid,
+        "heatmap_sample_mask_distance": lookup_distance_map(samples, dmap, extent),
+        "detector_keypoints": torch.cat([top_crop, conf[..., None]], -1),
+        "accepted_draws": accepted,
+    }
 
-    # ---- the image: part colours x shading, textured background and objects
-    r = config.image_size
+
+def _compose_image(
+    config: SyntheticConfig, rng: np.random.Generator, gen: _Generator, labels: Tensor, shade: Tensor,
+    object_tex: np.ndarray,
+) -> tuple[Tensor, Tensor]:
+    """The crop ``(C, 3, R, R)`` uint8 (part colours x shading, textured background and objects)
+    and its segmentation ``(C, R, R)`` uint8 (0 background, 1 the target, 2 the other person, 3 an object)."""
+    c, r = labels.shape[0], config.image_size
+    m, nf = (config.render_size - r) // 2, gen.render_faces.shape[0]
     lab = labels[:, m : m + r, m : m + r]
     person = lab >= 0
     face = lab.clamp(min=0)
     second = face >= nf
     part = gen.face_parts[face % nf]
-    palette_target = torch.from_numpy(part_palette(22, np.random.default_rng(12345)))  # the target's one look
-    palettes2 = torch.from_numpy(np.stack([part_palette(22, rng, saturation=0.45) for _ in range(c)]))
+    palette_target = torch.from_numpy(part_palette(22, np.random.default_rng(config.target_palette_seed)))
+    palettes2 = torch.from_numpy(
+        np.stack([part_palette(22, rng, saturation=config.second_person_saturation) for _ in range(c)])
+    )
     colour = torch.where(
         second[..., None], palettes2[torch.arange(c)[:, None, None], part], palette_target[part]
     )
     colour = colour * torch.gather(shade, 1, face.reshape(c, -1)).reshape(c, r, r)[..., None]
     bg = torch.from_numpy(np.stack([background_texture(r, rng) for _ in range(c)]))
-    img = torch.where(
-        person[..., None], colour, torch.where((lab == _OBJECT)[..., None], torch.from_numpy(object_tex), bg)
-    )
-    img = img + torch.from_numpy(rng.normal(0, 0.015, size=img.shape).astype(np.float32))
+    is_object = lab == _OBJECT
+    behind = torch.where(is_object[..., None], torch.from_numpy(object_tex), bg)
+    img = torch.where(person[..., None], colour, behind)
+    img = img + torch.from_numpy(rng.normal(0, config.image_noise_std, size=img.shape).astype(np.float32))
     image = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 3, 1, 2)
+    segmentation = torch.where(is_object, 3, torch.where(second & person, 2, person.long()))
+    return image, segmentation.to(torch.uint8)
 
-    # per crop pixel: 0 background, 1 the target, 2 the other person, 3 an object
-    segmentation = torch.where(lab == _OBJECT, 3, torch.where(second & person, 2, person.long()))
-    segmentation = segmentation.to(torch.uint8)
-    object_occluded_t = torch.from_numpy(object_occluded)
-    return {
-        "image": image.numpy(),
-        "pose": pose.numpy(),
-        "shape": shape.numpy(),
-        "translation": translation.numpy(),
-        "keypoints_2d": kp_crop.numpy(),
-        "keypoints_2d_valid": np.ones((c, 17), bool),
-        "keypoints_2d_visible": visible.numpy(),
-        "detector_keypoints": det_kp.numpy(),
-        "heatmap_samples": samples.numpy(),
-        "heatmap_sample_valid": sample_valid.numpy(),
-        "heatmap_sample_mask_distance": sample_dist.numpy(),
-        "distance_map": dmap.half().numpy(),
-        "mask_valid": (~object_occluded_t & has_mask).numpy(),
-        "object_occluded": object_occluded,
-        "center": center.numpy(),
-        "box_size": box.numpy(),
-        "focal": focal.numpy(),
-        "image_size": image_size.numpy(),
+
+def _generate_chunk(
+    config: SyntheticConfig, split: str, chunk: int, count: int, gen: _Generator
+) -> dict[str, Any]:
+    """Frames ``[chunk * chunk_size, + count)`` of a split as numpy arrays, stage by stage."""
+    rng, g = _chunk_rngs(config, split, chunk)
+    nf = gen.render_faces.shape[0]
+    extent = config.render_size / config.image_size
+    people = _draw_people(config, gen, g, count)
+    view = _draw_view(config, g, people)
+    translation2 = _place_second_person(config, g, people, view)
+    labels, shade = _rasterize_people(config, g, gen, people, view, translation2)
+    kp_crop = view.to_crop(people.keypoints)  # (C, 17, 2)
+    geometry = _object_geometry(config, g, kp_crop)
+    labels, object_tex, object_occluded = _draw_objects(config, rng, geometry, labels, nf)
+    occluder = (labels >= nf) | (labels == _OBJECT)  # (C, N, N)
+    visible = ~hidden_in_image(occluder, kp_crop, extent)
+    dmap, has_mask = _distance_map(config, labels >= 0)
+    detector = _simulate_detector(config, g, people, view, visible, occluder, dmap)
+    image, segmentation = _compose_image(config, rng, gen, labels, shade, object_tex)
+    second_translation = torch.zeros(count, 3)
+    second_translation[people.has_second] = translation2
+    arrays = {
+        "image": image,
+        "pose": people.pose,
+        "shape": people.shape,
+        "translation": view.translation,
+        "keypoints_2d": kp_crop,
+        "keypoints_2d_valid": torch.ones(count, 17, dtype=torch.bool),
+        "keypoints_2d_visible": visible,
+        "body_joints_2d": view.to_crop(people.joints),
+        "body_joints_2d_valid": torch.ones(count, 22, dtype=torch.bool),
+        "distance_map": dmap.half(),
+        "mask_valid": ~torch.from_numpy(object_occluded) & has_mask,
+        "object_occluded": torch.from_numpy(object_occluded),
+        "center": view.center,
+        "box_size": view.box,
+        "focal": view.focal,
+        "image_size": view.image_size,
         # extras (not in the batch contract)
-        "heatmaps": (heatmaps.clamp(0, 1) * 255).round().to(torch.uint8).numpy(),
-        "segmentation": segmentation.numpy(),
-        "person_occluder": has_person.numpy(),
-        "object_occluder": has_object.numpy(),
-        "truncated": (~in_crop).any(-1).numpy(),
-        "keypoints_3d": (kp + translation[:, None]).numpy(),
-        "accepted_draws": accepted.numpy(),
-    }
+        "segmentation": segmentation,
+        "person_occluder": people.has_second,
+        "object_occluder": geometry[:, 0] >= 0,
+        "object_geometry": geometry,
+        "truncated": (~(kp_crop.abs() < 1).all(-1)).any(-1),
+        "keypoints_3d": people.keypoints + view.translation[:, None],
+        "pose_component": people.component.to(torch.int16),
+        "second_pose": people.second_pose,
+        "second_shape": people.second_shape,
+        "second_translation": second_translation,
+    } | detector
+    arrays["heatmaps"] = (detector["heatmaps"].clamp(0, 1) * 255).round().to(torch.uint8)
+    return {k: v.numpy() for k, v in arrays.items()}
 
 
 def _chunk_job(args: tuple[SyntheticConfig, str, int, int]) -> dict[str, Any]:
@@ -612,6 +869,7 @@ def generate_split(
         for chunk, start in enumerate(range(0, total, config.chunk_size))
     ]
     _Generator.get(config.render_mesh)  # load once, before any fork
+    default_prior()
     chunks = []
     bar = tqdm(total=total, desc=f"synthetic {split}", unit="frame", disable=not progress)
     try:
@@ -764,12 +1022,20 @@ class SyntheticDataset(Dataset):
         root: cache root (default :func:`default_root`).
         progress: show a progress bar while generating.
 
-    ``dataset[i]`` is a dict of tensors (``image`` float in [0, 1], ``distance_map`` float32);
-    :attr:`extras` holds the arrays beyond the contract: ``heatmaps (N, 17, h, w)`` uint8
-    (confidence x 255, detector-crop layout), ``segmentation (N, R, R)`` uint8 (0 background,
-    1 the target, 2 the other person, 3 an object), ``keypoints_3d (N, 17, 3)`` (camera frame),
-    ``person_occluder``, ``object_occluder``, ``truncated`` (any keypoint outside the crop) and
-    ``accepted_draws (N, 17)`` (kept alternative poses of each hidden keypoint).
+    ``dataset[i]`` is a dict of tensors (``image`` float in [0, 1], ``distance_map`` float32)
+    with the fields of :data:`~humr.data.fields.FIELDS` and the optional ``body_joints_2d
+    (22, 2)`` / ``body_joints_2d_valid (22,)`` (the 22 Anny body joints projected like the
+    keypoints; all valid). :attr:`extras` holds the arrays beyond the contract:
+    ``heatmaps (N, 17, h, w)`` uint8 (confidence x 255, detector-crop layout),
+    ``segmentation (N, R, R)`` uint8 (0 background, 1 the target, 2 the other person, 3 an
+    object), ``keypoints_3d (N, 17, 3)`` (camera frame), ``person_occluder``,
+    ``object_occluder``, ``object_geometry (N, 6)`` (``kind, cx, cy, a, b, angle``: kind indexes
+    :data:`OBJECT_KINDS`, -1 none; centre and half axes in crop units, angle in radians; see
+    :func:`humr.data.render.object_mask`), ``truncated`` (any keypoint outside the crop),
+    ``accepted_draws (N, 17)`` (kept alternative poses of each hidden keypoint),
+    ``pose_component (N,)`` (the pose prior's component, :attr:`PosePrior.names`) and the
+    second person's ``second_pose (N, 22, 3, 3)``, ``second_shape`` and ``second_translation
+    (N, 3)`` (meaningful where ``person_occluder``).
     """
 
     def __init__(
@@ -784,7 +1050,8 @@ class SyntheticDataset(Dataset):
         self.config = config if config is not None else SyntheticConfig()
         self.directory = ensure_split(self.config, split, root, progress, workers)
         self.arrays = load_split(self.config, split, root, progress=False)
-        self.extras = {k: v for k, v in self.arrays.items() if k not in FIELDS}
+        self.extras = {k: v for k, v in self.arrays.items() if k not in FIELDS and k not in OPTIONAL_FIELDS}
+        self._fields = [*FIELDS, *(k for k in OPTIONAL_FIELDS if k in self.arrays)]
 
     def __len__(self) -> int:
         return int(self.arrays["pose"].shape[0])
@@ -801,7 +1068,7 @@ class SyntheticDataset(Dataset):
         rows = np.asarray(indices, dtype=np.int64) % n
         order = np.argsort(rows, kind="stable")  # sorted reads are sequential on the memory map
         batched: dict[str, Tensor] = {}
-        for name in FIELDS:
+        for name in self._fields:
             if name in ("index", "distance_map_extent"):
                 continue
             values = np.empty((len(rows), *self.arrays[name].shape[1:]), dtype=self.arrays[name].dtype)
