@@ -282,12 +282,13 @@ def _random_eval_batch(g: torch.Generator, b: int, s: int = 5):
     masks = torch.rand(b, 12, 12, generator=g) > 0.5
     masks[:, 6, 6] = True
     return dict(pred_j=pred_j, gt_j=gt_j, pred_v=pred_v, gt_v=gt_v, pred_2d=pred_2d, gt_2d=gt_2d, vis=vis,
-                hyps3d=hyps3d, dmap=mask_to_distance_map(masks).double())
+                hyps3d=hyps3d, dmap=mask_to_distance_map(masks).double(),
+                sel=torch.randint(0, s, (b,), generator=g))
 
 
 def _feed(acc: MetricAccumulator, d) -> None:
     acc.update_accuracy(d["pred_j"], d["gt_j"], protocol="3dpw", pred_vertices=d["pred_v"],
-                        gt_vertices=d["gt_v"])
+                        gt_vertices=d["gt_v"], selected=d["sel"])
     acc.update_consistency(d["pred_2d"], d["gt_2d"], d["vis"])
     acc.update_diversity(d["hyps3d"], d["vis"])
     acc.update_plausibility(d["pred_2d"], d["dmap"], ~d["vis"])
@@ -312,6 +313,7 @@ def test_accumulator_over_uneven_batches_equals_concatenated_data(seed, sizes):
     for name, e in errs.items():
         expected[f"{name}_mode"] = float(e[:, 0].mean())
         expected[f"{name}_best"] = float(e.min(1).values.mean())
+        expected[f"{name}_selected"] = float(np.mean([e[i, j] for i, j in enumerate(whole["sel"].tolist())]))
         torch.testing.assert_close(acc.curve(name), M.min_of_n(e).mean(0))
     kp2d = M.keypoint_2d_error(whole["pred_2d"], whole["gt_2d"], whole["vis"])
     spread = M.sample_spread(whole["hyps3d"], whole["vis"])
@@ -335,6 +337,15 @@ def test_accumulator_over_uneven_batches_equals_concatenated_data(seed, sizes):
         assert merged[key] == pytest.approx(got[key], rel=1e-9, nan_ok=True), key
 
 
+def test_selected_indices_are_checked():
+    acc = MetricAccumulator()
+    pred, gt = torch.zeros(2, 3, 14, 3), torch.zeros(2, 14, 3)
+    with pytest.raises(ValueError, match=r"selected: expected indices in \[0, 3\)"):
+        acc.update_accuracy(pred, gt, selected=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="selected: expected an integer tensor of shape"):
+        acc.update_accuracy(pred, gt, selected=torch.zeros(2))
+
+
 def test_accumulator_rejects_changing_curve_length():
     acc = MetricAccumulator()
     acc.add_curve("pve", torch.rand(2, 5))
@@ -345,7 +356,11 @@ def test_accumulator_rejects_changing_curve_length():
 def test_format_table_puts_each_value_in_its_column():
     rows = {"Ours": {"mpjpe_mode": 62.2, "pa_mpjpe_mode": 40.9, "pve_mode": 73.9, "mpjpe_best": 46.2,
                      "pa_mpjpe_best": 29.8, "pve_best": 54.4, "kp2d_mode": 5.02, "kp2d_samples": 6.34,
-                     "spread_vis": 40.8, "spread_invis": 87.8, "perc_in": 91.4, "min_dist": 0.616},
+                     "spread_vis": 40.8, "spread_invis": 87.8, "perc_in": 91.4, "min_dist": 0.616,
+                     "mpjpe_selected": 58.1, "pa_mpjpe_selected": 38.0, "pve_selected": 70.2,
+                     "calib_spearman": 0.41, "calib_spearman_vis": 0.22, "calib_spearman_invis": 0.35,
+                     "calib_coverage_50": 0.31, "calib_coverage_90": 0.74, "calib_flag_recall": 0.66,
+                     "calib_flagged": 0.3},
             "Baseline w/o mask": {"mpjpe_mode": 71.7, "perc_in": float("nan")}}
     text = format_table(rows, num_hypotheses=100, title="EMDB")
     lines = text.splitlines()

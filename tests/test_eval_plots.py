@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -154,3 +156,28 @@ def test_bad_plot_inputs_raise(tmp_path):
         rasterize(np.zeros((3, 3)), np.array([[0, 1, 3]]), 4, 4)
     with pytest.raises(ValueError, match="curves"):
         plot_min_of_n({}, tmp_path / "c.png")
+
+
+@pytest.mark.parametrize("num_hypotheses", [1, 3])
+def test_evaluation_draws_every_picture_even_for_one_hypothesis(tiny_config, tiny_datasets, tmp_path,
+                                                                 num_hypotheses):
+    """``recipes/evaluate.py CKPT --eval.num_hypotheses 1`` crashed in the mesh picture (issue 14.4)."""
+    import torch
+
+    from humr.bodies.factory import build_body
+    from humr.model.humr_model import HumrModel
+    from humr.training.evaluation import evaluate
+
+    with torch.random.fork_rng():
+        torch.random.manual_seed(0)  # a fixed untrained model, without touching the caller's RNG
+        model = HumrModel(tiny_config.model, build_body(tiny_config.body))
+    config = replace(tiny_config.eval, num_hypotheses=num_hypotheses, max_images=4, batch_size=2, plots=True)
+    metrics = evaluate(model, tiny_datasets[1], config, out_dir=tmp_path, progress=False)
+    names = {p.name for p in (tmp_path / "plots").glob("*.png")}
+    assert {"mesh_hypotheses.png", "min_of_n.png", "reliability.png"} <= names
+    assert _read(tmp_path / "plots" / "reliability.png").shape[:2] == (480, 480)
+    assert metrics["num_images"] == 4 and np.isfinite(metrics["mpjpe_selected"])
+    assert len(metrics["coverage"]["all"]) == 20
+    if num_hypotheses == 1:  # one hypothesis: it is the mode, the best and the selected one
+        assert metrics["mpjpe_selected"] == pytest.approx(metrics["mpjpe_mode"])
+        assert metrics["mpjpe_best"] == pytest.approx(metrics["mpjpe_mode"])

@@ -33,12 +33,7 @@ def _recipe(name: str):
     return module
 
 
-@pytest.fixture(autouse=True, scope="module")
-def few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+TORCH_THREADS = 2  # tests/conftest.py: small models on a shared machine
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +52,9 @@ def checkpoint(tmp_path_factory) -> Path:
         image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
     )
     config = ExperimentConfig(body="smplx", body_model_path=str(d / "smplx"), model=model)
-    torch.manual_seed(0)
-    module = HumrLightning(config)
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+        torch.manual_seed(0)
+        module = HumrLightning(config)
     path = d / "last.ckpt"
     torch.save(
         {"hyper_parameters": {"config": config_to_dict(config)}, "state_dict": module.state_dict()}, path
@@ -136,6 +132,10 @@ def test_missing_files_are_clear_errors(tmp_path, images, checkpoint, vitpose_di
         predict_folder(images, boxes, tmp_path / "none.ckpt", vitpose_dir, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="never downloads"):
         predict_folder(images, boxes, checkpoint, tmp_path / "no-vitpose", tmp_path / "out")
+    with pytest.raises(TypeError):  # options are keyword-only (the recipe passed 11 positionally)
+        predict_folder(images, boxes, checkpoint, vitpose_dir, tmp_path / "out", 6)
+    with pytest.raises(ValueError, match="export"):
+        predict_folder(images, boxes, checkpoint, vitpose_dir, tmp_path / "out", export=["fbx"])
 
 
 def test_predict_recipe_writes_consistent_hypotheses(tmp_path, images, checkpoint, vitpose_dir):
@@ -159,9 +159,12 @@ def test_predict_recipe_writes_consistent_hypotheses(tmp_path, images, checkpoin
             "--batch-size",
             "2",
             "--no-mesh-plots",  # the stand-in SMPL-X mesh is random triangles: slow to rasterise
+            "--export",
+            "npz,glb",
         ]
     )
     out = dict(np.load(path))
+    assert out["box_index"].tolist() == [0, 1, 2]
     p = len(BOXES)
     assert out["rotmat"].shape == (p, s, 22, 3, 3) and out["log_likelihood"].shape == (p, s)
     assert out["shape"].shape == (p, 11) and out["translation"].shape == (p, 3)
@@ -197,6 +200,19 @@ def test_predict_recipe_writes_consistent_hypotheses(tmp_path, images, checkpoin
     ).all()
     plots = sorted((tmp_path / "out" / "plots").glob("*.png"))
     assert len(plots) == p and all(cv2.imread(str(f)).shape == (512, 512, 3) for f in plots)
+    # --export: the documented npz holds the same hypotheses, and one GLB per chosen mesh
+    from humr.export import load_npz
+
+    exported = load_npz(tmp_path / "out" / "hypotheses.npz")
+    np.testing.assert_array_equal(exported["rotmat"], out["rotmat"])
+    np.testing.assert_allclose(exported["keypoints_2d"], out["keypoints_2d"], rtol=1e-6, atol=1e-3)
+    kp = out["keypoints_3d"]
+    spread = np.linalg.norm(kp - kp.mean(1, keepdims=True), axis=-1).mean(1) * 1000
+    np.testing.assert_allclose(exported["joint_spread"], spread, rtol=1e-3, atol=1e-3)
+    chosen = exported["selected_index"]
+    assert exported["body"] == "smplx" and ((chosen >= 0) & (chosen < s)).all()
+    meshes = sorted(f.name for f in (tmp_path / "out" / "meshes").glob("*.glb"))
+    assert len(meshes) == p * (2 + 4) and meshes[0] == "0000_a_mode.glb"
 
 
 def test_precompute_heatmaps_recipe_writes_a_store(tmp_path, vitpose_dir):
@@ -232,20 +248,78 @@ def test_predict_with_the_anny_body_draws_mesh_pictures(tmp_path, images, vitpos
         image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
     )
     config = ExperimentConfig(body="anny", model=model)
-    torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+        torch.manual_seed(0)
+        module = HumrLightning(config)
     ckpt = tmp_path / "anny.ckpt"
-    torch.save(
-        {
-            "hyper_parameters": {"config": config_to_dict(config)},
-            "state_dict": HumrLightning(config).state_dict(),
-        },
-        ckpt,
-    )
+    state = {"hyper_parameters": {"config": config_to_dict(config)}, "state_dict": module.state_dict()}
+    torch.save(state, ckpt)
     boxes = _csv(tmp_path / "boxes.csv", BOXES[2:])
-    path = predict_folder(
+    run = predict_folder(
         images, boxes, ckpt, vitpose_dir, tmp_path / "out", num_hypotheses=4, progress=False
     )
-    with np.load(path) as out:
+    assert not run.failed and run.num_persons == 1
+    with np.load(run.npz) as out:
         assert out["rotmat"].shape[:2] == (1, 4) and str(out["body"]) == "anny"
     names = sorted(p.name for p in (tmp_path / "out" / "plots").glob("*.png"))
     assert len(names) == 2 and names[0].startswith("0000_b_joint") and names[1] == "0000_b_meshes.png"
+
+
+def test_a_corrupt_image_is_skipped_and_reported_and_the_others_written(
+    tmp_path, images, checkpoint, vitpose_dir, capsys
+):
+    """One bad image among several used to abort the whole run with no output (issue 14.11)."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_bytes((images / name).read_bytes())
+    (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)  # a PNG header, then junk
+    rows = [BOXES[0], ("c.png", (1, 2, 30, 40)), BOXES[2], ("b.jpg", (500, 2, 530, 40)),
+            ("d.png", (1, 2, 3, 4))]
+    boxes = _csv(tmp_path / "boxes.csv", rows)
+    argv = [str(checkpoint), "--images", str(folder), "--boxes", str(boxes), "--vitpose", str(vitpose_dir),
+            "--out", str(tmp_path / "out"), "--num-hypotheses", "3", "--no-plots"]
+    with pytest.raises(SystemExit) as info:
+        _recipe("predict").main(argv)
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "skipped person 1 (c.png): cannot decode" in err
+    assert "skipped person 3 (b.jpg): box" in err and "lies outside image" in err
+    assert "skipped person 4 (d.png): image" in err and "2 of 5 persons predicted, 3 failed" in err
+    with np.load(tmp_path / "out" / "predictions.npz") as out:
+        assert out["box_index"].tolist() == [0, 2] and out["image"].tolist() == ["a.png", "b.jpg"]
+
+
+def test_images_are_decoded_once_and_windows_predict_as_full_images(
+    tmp_path, images, checkpoint, vitpose_dir, monkeypatch
+):
+    from humr.data.precompute import load_vitpose
+    from humr.inference import Predictor, predict_folder
+
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 255, (900, 1200, 3), dtype=np.uint8)
+    cv2.rectangle(big, (300, 200), (420, 560), (200, 120, 90), -1)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    (tmp_path / "b.jpg").write_bytes((images / "b.jpg").read_bytes())
+    rows = [("big.png", (280.0, 180.0, 440.0, 580.0)), ("big.png", (900.0, 700.0, 1190.0, 895.0)), BOXES[2]]
+    boxes = _csv(tmp_path / "b.csv", rows)
+    decoded = []
+    imread = cv2.imread
+    monkeypatch.setattr(cv2, "imread", lambda path, *a: decoded.append(Path(path).name) or imread(path, *a))
+    predict_folder(tmp_path, boxes, checkpoint, vitpose_dir, tmp_path / "out", num_hypotheses=2, plots=False,
+                   progress=False)
+    assert decoded == ["big.png", "b.jpg"]  # big.png holds two boxes: decoded once (it was once per box)
+    # the window a box's crops read gives the same model input and hypotheses as the whole image
+    model, config = load_model(checkpoint)
+    predictor = Predictor(model, load_vitpose(vitpose_dir), config.data.image_size)
+    people = read_boxes(boxes)
+    full = [cv2.cvtColor(imread(str(tmp_path / b.image)), cv2.COLOR_BGR2RGB) for b in people]
+    cut = [predictor.window(img, b) for img, b in zip(full, people)]
+    assert cut[0][0].size < full[0].size / 3 and cut[1][0].size < full[1].size / 3  # the big image's people
+    sizes = np.array([[img.shape[1], img.shape[0]] for img in full], np.float64)
+    whole = predictor(full, people, 3, generator=torch.Generator().manual_seed(1))
+    parts = predictor([w for w, _ in cut], people, 3, generator=torch.Generator().manual_seed(1),
+                      offsets=np.stack([o for _, o in cut]), image_sizes=sizes)
+    for key in ("center", "image_size", "focal", "detector_keypoints", "crop"):
+        np.testing.assert_allclose(parts[key], whole[key], atol=1e-3, err_msg=key)
+    np.testing.assert_allclose(parts["keypoints_2d"], whole["keypoints_2d"], rtol=1e-4, atol=1e-2)

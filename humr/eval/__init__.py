@@ -4,6 +4,9 @@
   diversity (3D spread) and plausibility (PercIn, MinDist), paper Sec. 5.1.
 - :mod:`humr.eval.accumulator`: :class:`MetricAccumulator` and :func:`format_table`
   (Tables 1 and 2).
+- :mod:`humr.eval.uncertainty`: per-joint / per-vertex spread (``Hypotheses.joint_spread`` etc.).
+- :mod:`humr.eval.calibration`: Spearman correlation of spread and error, coverage curves.
+- :mod:`humr.eval.select`: one hypothesis per image chosen without ground truth.
 - :mod:`humr.eval.plots` (needs matplotlib, the ``plots`` extra) and :mod:`humr.eval.render`
   (numpy): pictures of hypotheses. Imported on demand, not here.
 """

@@ -8,12 +8,19 @@ metric                    one entry is
 ========================  ==========================================================
 ``mpjpe_mode`` etc.       an image (its mode's error, the mean over joints/vertices)
 ``mpjpe_best`` etc.       an image (its best hypothesis' error)
+``mpjpe_selected`` etc.   an image (the error of the hypothesis chosen without ground truth)
 ``kp2d_mode``             a visible joint of an image
 ``kp2d_samples``          a visible joint of a random hypothesis (index >= 1)
 ``spread_vis/invis``      a (joint, hypothesis) pair of that visibility class
 ``perc_in/min_dist``      an invisible (joint, hypothesis) pair
 ``*_min_of_n`` curves     an image (one best-of-N value per N)
+``calib_flag_recall``     a joint entry whose mode error exceeds 100 mm
+``calib_flagged``         a joint entry
 ========================  ==========================================================
+
+The calibration metrics (:meth:`MetricAccumulator.update_calibration`) need every joint
+entry at once (ranks, quantiles): per entry, the spread, the mode error, the visibility and
+the coverage at each level are kept (a few numbers per joint; cheap next to the images).
 
 Example:
     >>> import torch
@@ -33,13 +40,22 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from humr.eval import calibration as C
 from humr.eval import metrics as M
+from humr.eval.uncertainty import joint_spread, uncertain
 
 __all__ = ["MetricAccumulator", "TABLE_COLUMNS", "format_table"]
 
 
 def _describe(x) -> object:
     return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check_selected(selected, b: int, s: int) -> None:
+    if not isinstance(selected, Tensor) or tuple(selected.shape) != (b,) or selected.is_floating_point():
+        raise ValueError(f"selected: expected an integer tensor of shape ({b},), found {_describe(selected)}")
+    if ((selected < 0) | (selected >= s)).any():
+        raise ValueError(f"selected: expected indices in [0, {s}), found {selected.tolist()}")
 
 
 class MetricAccumulator:
@@ -50,6 +66,7 @@ class MetricAccumulator:
         self._counts: dict[str, Tensor] = {}
         self._curves: dict[str, Tensor] = {}
         self._curve_counts: dict[str, int] = {}
+        self._entries: dict[str, list[Tensor]] = {}
 
     # ------------------------------------------------------------------ generic
 
@@ -97,8 +114,9 @@ class MetricAccumulator:
         gt_vertices: Tensor | None = None,
         root: str | int | Sequence[int] | None = None,
         curves: bool = True,
+        selected: Tensor | None = None,
     ) -> None:
-        """MPJPE, PA-MPJPE and (with vertices) PVE: mode and best per image, and min-of-N curves.
+        """MPJPE, PA-MPJPE and (with vertices) PVE: mode, best (and selected) per image, min-of-N curves.
 
         Args:
             pred_joints: ``(B, S, N, 3)`` metres, mode at index 0.
@@ -108,6 +126,8 @@ class MetricAccumulator:
             pred_vertices: ``(B, S, V, 3)`` metres, aligned on the joints' root.
             gt_vertices: ``(B, V, 3)`` metres.
             curves: also accumulate ``mpjpe``/``pa_mpjpe``/``pve`` best-of-N curves.
+            selected: ``(B,)`` int, a hypothesis per image chosen without ground truth
+                (:func:`humr.eval.select.select_hypotheses`): adds ``*_selected``.
         """
         if protocol is not None and root is not None:
             raise ValueError(f"protocol, root: expected at most one, found {protocol!r} and {root!r}")
@@ -122,10 +142,14 @@ class MetricAccumulator:
             else:
                 errors["pve"] = M.pve(pred_vertices, gt_vertices, M.root_point(pred_joints, root),
                                       M.root_point(gt_joints, root))
+        if selected is not None:
+            _check_selected(selected, *errors["mpjpe"].shape)
         for name, err in errors.items():
             mode, best = M.mode_and_best(err)
             self.add_per_image(f"{name}_mode", mode)
             self.add_per_image(f"{name}_best", best)
+            if selected is not None:
+                self.add_per_image(f"{name}_selected", err.gather(1, selected.to(err.device)[:, None])[:, 0])
             if curves:
                 self.add_curve(name, M.min_of_n(err))
 
@@ -148,6 +172,84 @@ class MetricAccumulator:
         self.add_sum_count("perc_in", perc)
         self.add_sum_count("min_dist", dist)
 
+    def update_calibration(
+        self,
+        hyps_3d: Tensor,
+        gt_3d: Tensor,
+        threshold_mm: float,
+        visible: Tensor | None = None,
+        valid: Tensor | None = None,
+        visibility_known: Tensor | None = None,
+        large_error_mm: float = C.LARGE_ERROR_MM,
+    ) -> None:
+        """Spread vs mode error per joint entry, coverage, and how many large errors the spread flags.
+
+        Args:
+            hyps_3d: ``(B, S, K, 3)`` metres, mode at index 0.
+            gt_3d: ``(B, K, 3)`` metres, in the hypotheses' frame (aligned on the same root).
+            threshold_mm: a joint is flagged uncertain when its spread exceeds this (mm).
+            visible: ``(B, K)`` bool, for the visible / invisible Spearman correlations.
+            valid: ``(B, K)`` bool: entries with a ground truth (default all).
+            visibility_known: ``(B, K)`` or ``(K,)`` bool: entries whose visibility is defined
+                (default all when ``visible`` is given); the others count in the pooled values only.
+            large_error_mm: mode errors above it are the failures ``calib_flag_recall`` counts.
+        """
+        error = C.mode_joint_errors(hyps_3d, gt_3d) * M.M_TO_MM  # checks both shapes
+        b, k = error.shape
+        spread = joint_spread(hyps_3d) * M.M_TO_MM
+        covered = C.coverage(hyps_3d, gt_3d)
+        keep = torch.ones(b, k, dtype=torch.bool, device=hyps_3d.device)
+        if valid is not None:
+            keep = M._check_bool("valid", valid, (b, k), "hyps_3d", hyps_3d).clone()
+        code = torch.full((b, k), -1, dtype=torch.int8, device=hyps_3d.device)
+        if visible is not None:
+            vis = M._check_bool("visible", visible, (b, k), "hyps_3d", hyps_3d)
+            known = torch.ones(b, k, dtype=torch.bool, device=hyps_3d.device)
+            if visibility_known is not None:
+                if not isinstance(visibility_known, Tensor) or visibility_known.dtype != torch.bool:
+                    raise ValueError("visibility_known: expected a bool tensor (B, K) or (K,), found "
+                                     f"{_describe(visibility_known)}")
+                known = known & visibility_known.to(known.device).expand(b, k)
+            code = torch.where(known, vis.to(torch.int8), code)
+        flagged = uncertain(spread, threshold_mm) & keep
+        large = (error > large_error_mm) & keep
+        self.add("calib_flag_recall", (flagged & large).sum(), large.sum())
+        self.add("calib_flagged", flagged.sum(), keep.sum())
+        for name, value in (("spread", spread), ("error", error), ("visibility", code), ("covered", covered)):
+            self._entries.setdefault(name, []).append(value[keep].detach().cpu())
+
+    def _entry(self, name: str) -> Tensor:
+        return torch.cat(self._entries[name]) if name in self._entries else torch.zeros(0)
+
+    def coverage_curve(self, visibility: str = "all") -> tuple[Tensor, Tensor]:
+        """``(levels (Q,), coverage (Q,))`` over the calibration entries of ``visibility``.
+
+        ``visibility``: ``"all"``, ``"visible"`` or ``"invisible"``; NaN where there is no entry.
+        """
+        if visibility not in ("all", "visible", "invisible"):
+            raise ValueError(f"visibility: expected 'all', 'visible' or 'invisible', found {visibility!r}")
+        levels = torch.tensor(C.COVERAGE_LEVELS, dtype=torch.float64)
+        covered, code = self._entry("covered"), self._entry("visibility")
+        if covered.numel() and visibility != "all":
+            covered = covered[code == (1 if visibility == "visible" else 0)]
+        if covered.shape[0] == 0:
+            return levels, torch.full_like(levels, float("nan"))
+        return levels, covered.to(torch.float64).mean(0)
+
+    def _calibration(self) -> dict[str, float]:
+        if "spread" not in self._entries:
+            return {}
+        spread, error, code = self._entry("spread"), self._entry("error"), self._entry("visibility")
+        out = {"calib_spearman": float(C.spearman_correlation(spread, error))}
+        for suffix, value in (("vis", 1), ("invis", 0)):
+            sel = code == value
+            out[f"calib_spearman_{suffix}"] = float(C.spearman_correlation(spread[sel], error[sel]))
+        levels, cov = self.coverage_curve()
+        for level, value in zip(levels.tolist(), cov.tolist()):
+            if round(level * 100) in (50, 90):
+                out[f"calib_coverage_{round(level * 100)}"] = value
+        return out
+
     # ------------------------------------------------------------------ results
 
     def merge(self, other: MetricAccumulator) -> None:
@@ -162,15 +264,20 @@ class MetricAccumulator:
             mine = self._curves.get(name, torch.zeros_like(other._curves[name]))
             self._curves[name] = mine + other._curves[name]
             self._curve_counts[name] = self._curve_counts.get(name, 0) + n
+        for name, values in other._entries.items():
+            self._entries.setdefault(name, []).extend(values)
 
     def counts(self) -> dict[str, int]:
         """Number of entries behind each metric."""
         return {k: int(v) for k, v in self._counts.items()}
 
     def compute(self) -> dict[str, float]:
-        """Weighted means ``sum / count`` of every metric (NaN where the count is 0)."""
-        return {k: float(self._sums[k] / self._counts[k]) if self._counts[k] > 0 else float("nan")
-                for k in sorted(self._sums)}
+        """Weighted means ``sum / count`` of every metric (NaN where the count is 0), and the
+        calibration values (``calib_spearman[_vis|_invis]``, ``calib_coverage_50|90``)."""
+        out = {k: float(self._sums[k] / self._counts[k]) if self._counts[k] > 0 else float("nan")
+               for k in self._sums}
+        out.update(self._calibration())
+        return dict(sorted(out.items()))
 
     def curve(self, name: str) -> Tensor:
         """Mean best-of-N curve ``(N,)`` of ``name`` (``"mpjpe"``, ``"pa_mpjpe"``, ``"pve"``)."""
@@ -186,10 +293,16 @@ class MetricAccumulator:
 #: Columns of :func:`format_table`: (group title, [(sub-title, metric key, decimals), ...]).
 TABLE_COLUMNS: tuple[tuple[str, tuple[tuple[str, str, int], ...]], ...] = (
     ("Mode", (("MPJPE", "mpjpe_mode", 1), ("PA-MPJPE", "pa_mpjpe_mode", 1), ("PVE", "pve_mode", 1))),
+    ("Selected", (("MPJPE", "mpjpe_selected", 1), ("PA-MPJPE", "pa_mpjpe_selected", 1),
+                  ("PVE", "pve_selected", 1))),
     ("Best of {S}", (("MPJPE", "mpjpe_best", 1), ("PA-MPJPE", "pa_mpjpe_best", 1), ("PVE", "pve_best", 1))),
     ("2DKP Mode / Samples", (("", "kp2d_mode", 2), ("", "kp2d_samples", 2))),
     ("Spread Vis. / Invis.", (("", "spread_vis", 1), ("", "spread_invis", 1))),
     ("PercIn / MinDist", (("", "perc_in", 1), ("", "min_dist", 3))),
+    ("Calibration", (("rho", "calib_spearman", 2), ("rho vis", "calib_spearman_vis", 2),
+                     ("rho inv", "calib_spearman_invis", 2), ("cov50", "calib_coverage_50", 2),
+                     ("cov90", "calib_coverage_90", 2), ("flag>100", "calib_flag_recall", 2),
+                     ("flagged", "calib_flagged", 2))),
 )
 
 
@@ -204,10 +317,13 @@ def format_table(rows: Mapping[str, Mapping[str, float]], num_hypotheses: int | 
                  title: str | None = None) -> str:
     """A plain-text table shaped like the paper's Tables 1 and 2.
 
-    Rows are models, columns MPJPE / PA-MPJPE / PVE of the mode and of the best of S
-    hypotheses (mm), 2DKP mode / samples (px), 3DKP spread visible / invisible (mm) and
-    PercIn (%) / MinDist. A missing or NaN metric prints as ``-`` (as the paper's 3DPW
-    plausibility cells); column groups no row has are left out.
+    Rows are models, columns MPJPE / PA-MPJPE / PVE of the mode, of the hypothesis selected
+    without ground truth and of the best of S hypotheses (mm), 2DKP mode / samples (px), 3DKP
+    spread visible / invisible (mm), PercIn (%) / MinDist, and the calibration: Spearman's rho
+    of per-joint spread and mode error (all, visible, invisible joints), the coverage at the
+    50 % and 90 % levels (calibrated: 0.50 and 0.90), the share of mode errors above 100 mm
+    flagged uncertain, and the share of all joints flagged. A missing or NaN metric prints as
+    ``-`` (as the paper's 3DPW plausibility cells); column groups no row has are left out.
 
     Args:
         rows: model name -> metrics (e.g. :meth:`MetricAccumulator.compute`).

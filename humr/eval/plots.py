@@ -1,4 +1,4 @@
-"""Pictures of hypothesis distributions (paper Figs. 1, 2, 5, 6 and S1), headless.
+"""Pictures of hypothesis distributions (paper Figs. 1, 2, 5, 6 and S1) and of their calibration, headless.
 
 Every function writes one PNG of exactly the requested ``size = (width, height)`` pixels.
 Figures are built on matplotlib's Agg canvas directly (no pyplot, no global figure state),
@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 
 from humr.eval.render import fit_view, render_mesh, view_vertices
 
-__all__ = ["plot_joint_hypotheses", "plot_mesh_hypotheses", "plot_min_of_n", "HYPOTHESIS_COLORS"]
+__all__ = ["plot_joint_hypotheses", "plot_mesh_hypotheses", "plot_min_of_n", "plot_reliability",
+           "HYPOTHESIS_COLORS"]
 
 _DPI = 100
 #: Colours of successive mesh hypotheses (matplotlib's tab10, softened for shading).
@@ -217,5 +218,46 @@ def plot_min_of_n(
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    _save(canvas, size, path)
+
+
+def plot_reliability(
+    curves: Mapping[str, tuple[object, object]],
+    path: str | os.PathLike,
+    size: tuple[int, int] = (480, 480),
+    colors: Mapping[str, object] | None = None,
+) -> None:
+    """Reliability diagram of the hypotheses' coverage: empirical against nominal level.
+
+    A calibrated distribution follows the dashed diagonal; below it, the ground truth falls
+    outside the hypotheses' ``q``-quantile ball more often than ``1 - q`` (over-confident).
+
+    Args:
+        curves: name -> ``(levels (Q,), coverage (Q,))`` in [0, 1] (e.g.
+            :meth:`humr.eval.accumulator.MetricAccumulator.coverage_curve`); NaN points are skipped.
+        path: PNG file to write.
+        size: ``(width, height)`` in pixels.
+        colors: optional name -> matplotlib colour.
+    """
+    if not curves:
+        raise ValueError("curves: expected at least one curve, found none")
+    size = _check_size(size)
+    fig, canvas = _figure(size)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1.0, label="calibrated")
+    for name, (levels, values) in curves.items():
+        x = _as_numpy(levels, f"curves[{name!r}] levels", (None,)).astype(np.float64)
+        y = _as_numpy(values, f"curves[{name!r}] coverage", (x.shape[0],)).astype(np.float64)
+        keep = np.isfinite(y)
+        kw = {} if colors is None or name not in colors else {"color": colors[name]}
+        ax.plot(x[keep], y[keep], marker="o", markersize=3, linewidth=2.0, label=name, **kw)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("nominal level q")
+    ax.set_ylabel("share of ground truth within the q-quantile")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
     fig.tight_layout()
     _save(canvas, size, path)

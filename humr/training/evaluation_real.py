@@ -19,6 +19,11 @@ in pixels of a 256 x 256 crop as the reference reports them.
 
 Files (``EvalConfig``): ``smpl_model_path`` (a directory with ``SMPL_{NEUTRAL,MALE,FEMALE}.npz``),
 ``smplx_to_smpl_path`` and, for 3DPW, ``h36m_regressor_path``.
+
+Focal length: the model sees the test items' ``focal`` (condition and projection), which is
+the estimate ``sqrt(W^2 + H^2)`` by default (``eval.test_focal="estimate"``, the reference's
+protocol) or the annotated ``cam_int[0, 0]`` (``"annotated"``); see
+:func:`humr.training.real_data.build_real_datasets`.
 """
 
 from __future__ import annotations
@@ -41,10 +46,18 @@ from humr.bodies.conversion import (
     smplx_to_smpl_vertices,
 )
 from humr.config import EvalConfig
+from humr.data.bedlam_cliff import FOCAL_MODES
 from humr.eval.accumulator import MetricAccumulator
 from humr.eval.metrics import PROTOCOLS
+from humr.eval.select import DEFAULT_SELECTION, select_hypotheses
 from humr.model.humr_model import HumrModel
-from humr.training.evaluation import eval_batches, update_distribution, write_plots
+from humr.training.evaluation import (
+    eval_batches,
+    evaluation_summary,
+    update_distribution,
+    update_protocol_calibration,
+    write_plots,
+)
 
 __all__ = [
     "GENDERS",
@@ -64,6 +77,8 @@ def check_real_eval_config(config: EvalConfig, protocol: str) -> None:
     """Fail before training or loading when a file the protocol needs is unset or missing."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol: expected one of {sorted(PROTOCOLS)}, found {protocol!r}")
+    if config.test_focal not in FOCAL_MODES:
+        raise ValueError(f"eval.test_focal: expected one of {FOCAL_MODES}, found {config.test_focal!r}")
     needed = {
         "smpl_model_path": "a directory holding SMPL_{NEUTRAL,MALE,FEMALE}.npz (https://smpl.is.tue.mpg.de)",
         "smplx_to_smpl_path": "smplx2smpl.pkl, distributed with BEDLAM-CLIFF's evaluation data",
@@ -190,7 +205,8 @@ def evaluate_real(
     for batch in tqdm(
         eval_batches(dataset, eval_config), desc=f"evaluate {protocol}", disable=not progress, leave=False
     ):
-        hyps = model(batch, num_samples=eval_config.num_hypotheses - 1, generator=generator)
+        hyps = model(batch, num_samples=eval_config.num_hypotheses - 1, generator=generator,
+                     with_log_prob=DEFAULT_SELECTION.flow != 0)
         dtype = hyps.shape.dtype
         gt_vertices, gt_joints = _ground_truth(
             files, batch["pose"].to(dtype), batch["shape"].to(dtype), genders_of(dataset, batch["index"])
@@ -203,13 +219,14 @@ def evaluate_real(
             protocol=protocol,
             pred_vertices=pred_vertices if eval_config.pve else None,
             gt_vertices=gt_vertices if eval_config.pve else None,
+            selected=select_hypotheses(hyps, batch).index,
         )
         update_distribution(acc, batch, hyps, visibility_threshold, crop_pixels=REFERENCE_CROP_PIXELS)
+        update_protocol_calibration(acc, batch, pred_joints, gt_joints, protocol,
+                                    eval_config.uncertain_threshold_mm, visibility_threshold)
         if first_batch is None:
             first_batch, first_hyps = batch, hyps
-    metrics: dict[str, Any] = acc.compute()
-    metrics["curves"] = {k: v.tolist() for k, v in acc.curves().items()}
-    metrics["num_images"] = acc.counts().get("mpjpe_mode", 0)
+    metrics = evaluation_summary(acc)
     metrics["protocol"] = protocol
     if eval_config.plots and out_dir is not None and first_batch is not None:
         metrics["plots"] = [
