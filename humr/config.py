@@ -280,6 +280,7 @@ class DataConfig:
     augment: bool = True  #: real data: the paper's crop/scale/photometric augmentation
     num_train: int = 2000  #: synthetic frames in the train split
     num_test: int = 500  #: synthetic frames in the test split
+    num_val: int = 200  #: synthetic frames in the validation split (train.val_every)
     image_size: int = 128  #: crop resolution fed to the encoder
     seed: int = 0  #: synthetic data seed
     batch_size: int = 64
@@ -307,7 +308,7 @@ class DataConfig:
                 f"data.ratios: expected non-negative finite values, positive sum, found {self.ratios}"
             )
         _at_least(self, 1, "num_train", "num_test", "image_size", "batch_size")
-        _at_least(self, 0, "num_workers")
+        _at_least(self, 0, "num_workers", "num_val")
         if self.dataset != "synthetic":
             _at_least(self, 32, "image_size")
         if self.features_dir is not None and self.augment:

@@ -263,7 +263,8 @@ def test_config_names_agree_with_the_code_that_uses_them():
     assert set(typing.get_args(TestSetName)) == set(TEST_SETS)
     # "auto" is humr's own and resolves to one of Lightning's names (humr.training.precision)
     assert set(typing.get_args(Precision)) - {"auto"} <= set(typing.get_args(_PRECISION_INPUT_STR))
-    resolved = {resolve_precision("auto", "cpu", cpu_flags=flags) for flags in (frozenset(), NATIVE_BF16_FLAGS)}
+    flag_sets = (frozenset(), NATIVE_BF16_FLAGS)
+    resolved = {resolve_precision("auto", "cpu", cpu_flags=flags) for flags in flag_sets}
     assert resolved <= set(typing.get_args(_PRECISION_INPUT_STR))
 
 

@@ -447,4 +447,4 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="distance_map_size"):
         SyntheticConfig(distance_map_size=100)
     with pytest.raises(ValueError, match="split"):
-        SyntheticDataset("val", SyntheticConfig(**SMALL))
+        SyntheticDataset("validation", SyntheticConfig(**SMALL))

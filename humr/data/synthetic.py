@@ -115,8 +115,11 @@ logger = logging.getLogger(__name__)
 #: 3: the activity-family pose prior with conditional detector draws, limb-sized occluders,
 #: body joints in 2D.
 GENERATOR_VERSION = 3
-SPLITS: tuple[str, ...] = ("train", "test")
-_SPLIT_IDS = {"train": 0, "test": 1}
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_SPLIT_IDS = {"train": 0, "test": 1, "val": 2}  # seeds the chunks: fixed per split forever
+#: The split sizes: they decide how many frames a split has, not what its frames are (every chunk
+#: is seeded by (seed, split, chunk)), so they stay out of the cache key.
+_SIZE_FIELDS = {"train": "num_train", "val": "num_val", "test": "num_test"}
 #: Occluders aim at a forearm or lower leg, (elbow, wrist) or (knee, ankle), or a whole arm or
 #: leg, (shoulder, wrist) or (hip, ankle), per side (articulated keypoints: left before right).
 _ELBOWS, _WRISTS, _KNEES, _ANKLES = (ARTICULATED_COCO17[i : i + 2] for i in range(0, 8, 2))
@@ -144,6 +147,7 @@ class SyntheticConfig:
 
     num_train: int = 2000  #: frames in the train split
     num_test: int = 500  #: frames in the test split
+    num_val: int = 200  #: frames in the validation split (monitoring during training)
     seed: int = 0
     image_size: int = 128  #: crop resolution R (square)
     distance_map_size: int = 96  #: distance map side; must divide R * extent
@@ -233,7 +237,7 @@ class SyntheticConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
                 raise ValueError(f"{name}: expected an int >= {minimum}, found {v!r}")
 
-        for name in ("num_train", "num_test"):
+        for name in _SIZE_FIELDS.values():
             positive_int(name, 0)
         for name in (
             "image_size",
@@ -293,7 +297,7 @@ class SyntheticConfig:
 
     def num_frames(self, split: str) -> int:
         _check_split(split)
-        return self.num_train if split == "train" else self.num_test
+        return getattr(self, _SIZE_FIELDS[split])
 
 
 def _check_split(split: str) -> None:
@@ -301,8 +305,17 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split: expected one of {SPLITS}, found {split!r}")
 
 
+def _content(config: SyntheticConfig) -> dict[str, Any]:
+    """The config without the split sizes: what decides the content of every frame."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in _SIZE_FIELDS.values()}
+
+
 def version_key(config: SyntheticConfig) -> str:
-    """A short hash of the config, the generator version and the body model's version."""
+    """A short hash of the config (split sizes aside), the generator version and the body's version.
+
+    The frames of a split depend on neither split's size, so a larger train split reuses the
+    cached test split (each split is cached as ``<key>/<split>-<frames>``).
+    """
     try:
         from importlib.metadata import version
 
@@ -310,7 +323,7 @@ def version_key(config: SyntheticConfig) -> str:
     except Exception:  # noqa: BLE001 - an uninstalled body is reported when generating
         anny_version = "unknown"
     payload = json.dumps(
-        {"config": dataclasses.asdict(config), "generator": GENERATOR_VERSION, "anny": anny_version},
+        {"config": _content(config), "generator": GENERATOR_VERSION, "anny": anny_version},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -903,13 +916,14 @@ def _manifest(config: SyntheticConfig, split: str) -> dict[str, Any]:
         "key": version_key(config),
         "split": split,
         "generator_version": GENERATOR_VERSION,
-        "config": dataclasses.asdict(config),
+        "config": _content(config),
         "num_frames": config.num_frames(split),
     }
 
 
 def _split_dir(config: SyntheticConfig, split: str, root: str | Path | None) -> Path:
-    return Path(root if root is not None else default_root()).expanduser() / version_key(config) / split
+    base = Path(root if root is not None else default_root()).expanduser() / version_key(config)
+    return base / f"{split}-{config.num_frames(split)}"
 
 
 _VERIFIED: set[tuple] = set()

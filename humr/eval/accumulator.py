@@ -306,11 +306,21 @@ TABLE_COLUMNS: tuple[tuple[str, tuple[tuple[str, str, int], ...]], ...] = (
 )
 
 
+def _mean(value) -> float:
+    """A cell's value: a number, or the mean of a ``(mean, std, n)`` summary over seeds."""
+    return float(value[0]) if isinstance(value, tuple) else float(value)
+
+
 def _fmt(value, decimals: int) -> str:
     if value is None:
         return "-"
-    value = float(value)
-    return "-" if value != value else f"{value:.{decimals}f}"
+    mean = _mean(value)
+    if mean != mean:
+        return "-"
+    if isinstance(value, tuple):  # (mean, std, n) over seeds (humr.eval.seeds)
+        std = float(value[1])
+        return f"{mean:.{decimals}f}" + (f"±{std:.{decimals}f}" if std == std else "")
+    return f"{mean:.{decimals}f}"
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]], num_hypotheses: int | str = "S",
@@ -326,7 +336,9 @@ def format_table(rows: Mapping[str, Mapping[str, float]], num_hypotheses: int | 
     ``-`` (as the paper's 3DPW plausibility cells); column groups no row has are left out.
 
     Args:
-        rows: model name -> metrics (e.g. :meth:`MetricAccumulator.compute`).
+        rows: model name -> metrics (e.g. :meth:`MetricAccumulator.compute`); a metric may also be
+            a ``(mean, std, n)`` summary over seeds (:func:`humr.eval.seeds.aggregate_rows`),
+            printed as ``mean±std``.
         num_hypotheses: S in the "Best of S" header.
         title: an optional first line (e.g. the data set).
 
@@ -337,7 +349,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]], num_hypotheses: int | 
         raise ValueError("rows: expected at least one model, found none")
 
     def present(key: str) -> bool:
-        return any(key in m and m[key] == m[key] for m in rows.values())
+        return any(key in m and m[key] is not None and _mean(m[key]) == _mean(m[key]) for m in rows.values())
 
     groups = [(g.format(S=num_hypotheses), cols) for g, cols in TABLE_COLUMNS
               if any(present(key) for _, key, _ in cols)]

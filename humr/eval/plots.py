@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from humr.eval.render import fit_view, render_mesh, view_vertices
 
 __all__ = ["plot_joint_hypotheses", "plot_mesh_hypotheses", "plot_min_of_n", "plot_reliability",
-           "HYPOTHESIS_COLORS"]
+           "plot_learning_curve", "plot_rows_with_seeds", "HYPOTHESIS_COLORS"]
 
 _DPI = 100
 #: Colours of successive mesh hypotheses (matplotlib's tab10, softened for shading).
@@ -259,5 +259,88 @@ def plot_reliability(
     ax.set_ylabel("share of ground truth within the q-quantile")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    _save(canvas, size, path)
+
+
+#: Panels of :func:`plot_learning_curve`: (title, y label, [(metric key, line label), ...]).
+LEARNING_PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("accuracy", "MPJPE [mm]", (("mpjpe_mode", "mode"), ("mpjpe_best", "best of N"))),
+    ("diversity", "3D spread [mm]", (("spread_vis", "visible"), ("spread_invis", "invisible"))),
+    ("plausibility", "PercIn [%]", (("perc_in", "PercIn"),)),
+    ("training", "loss (mean since last point)", (("train_loss", "total loss"),)),
+)
+
+
+def plot_learning_curve(
+    history: Sequence[Mapping[str, float]], path: str | os.PathLike, size: tuple[int, int] = (960, 720)
+) -> None:
+    """Validation metrics against the training step, four panels (accuracy, diversity, PercIn, loss).
+
+    Args:
+        history: one mapping per validation with ``"step"`` and any keys of
+            :data:`LEARNING_PANELS` (:attr:`humr.training.validation.PeriodicValidation.history`);
+            a key absent from every entry leaves its line out.
+        path: PNG file to write.
+        size: ``(width, height)`` in pixels.
+    """
+    if not history or any("step" not in h for h in history):
+        raise ValueError("history: expected at least one entry, each with a 'step'")
+    size = _check_size(size)
+    fig, canvas = _figure(size)
+    steps = np.array([h["step"] for h in history], dtype=np.float64)
+    for i, (title, ylabel, lines) in enumerate(LEARNING_PANELS):
+        ax = fig.add_subplot(2, 2, i + 1)
+        for key, label in lines:
+            y = np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
+            if np.isfinite(y).any():
+                ax.plot(steps, y, marker="o", markersize=3, linewidth=2.0, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    _save(canvas, size, path)
+
+
+def plot_rows_with_seeds(
+    rows: Mapping[str, Mapping[str, tuple[float, float, int]]],
+    panels: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+    path: str | os.PathLike,
+    size: tuple[int, int] | None = None,
+) -> None:
+    """The rows of an ablation side by side, one panel per metric group, mean with ± std bars.
+
+    Args:
+        rows: row label -> metric -> ``(mean, std, n)`` (:func:`humr.eval.seeds.aggregate_rows`);
+            a NaN std (one seed) draws no bar.
+        panels: ``[(title, [(metric key, bar label), ...]), ...]``; each panel groups its bars by row.
+        path: PNG file to write.
+        size: ``(width, height)``; default grows with the number of rows.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one row, found none")
+    if not panels:
+        raise ValueError("panels: expected at least one panel, found none")
+    labels = list(rows)
+    size = _check_size(size or (max(640, 90 * len(labels) * len(panels)), 520))
+    fig, canvas = _figure(size)
+    x = np.arange(len(labels), dtype=np.float64)
+    for i, (title, bars) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        width = 0.8 / max(len(bars), 1)
+        for j, (key, bar_label) in enumerate(bars):
+            mean = np.array([rows[r].get(key, (np.nan, np.nan, 0))[0] for r in labels], dtype=np.float64)
+            std = np.array([rows[r].get(key, (np.nan, np.nan, 0))[1] for r in labels], dtype=np.float64)
+            ax.bar(x + (j - (len(bars) - 1) / 2) * width, mean, width, label=bar_label,
+                   yerr=np.where(np.isfinite(std), std, 0.0), capsize=3)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+        if len(bars) > 1:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     _save(canvas, size, path)

@@ -20,10 +20,11 @@ from typing import Any
 
 from humr.config import ExperimentConfig, override
 
-__all__ = ["TINY_FLAG", "build_parser", "parse_config"]
+__all__ = ["TINY_FLAG", "SEEDS_FLAG", "build_parser", "parse_config"]
 
 #: The recipes' smoke-run flag (:func:`humr.training.recipe.tiny`).
 TINY_FLAG = "--tiny"
+SEEDS_FLAG = "--seeds"
 
 ALIASES = {
     "--data": "data.dataset",
@@ -108,9 +109,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 
 def build_parser(
-    defaults: ExperimentConfig, description: str = "", tiny: bool = False
+    defaults: ExperimentConfig, description: str = "", tiny: bool = False, seeds: bool = False
 ) -> argparse.ArgumentParser:
-    """The parser of every config field; ``tiny`` adds the recipes' ``--tiny`` flag to it."""
+    """The parser of every config field; ``tiny`` adds the recipes' ``--tiny`` flag to it, ``seeds``
+    the ablation recipes' ``--seeds``."""
     parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     parser.add_argument(
         "--config", default=None, help="a config.json to start from (e.g. a run's saved config)"
@@ -121,6 +123,14 @@ def build_parser(
             action="store_true",
             help="a smoke-test budget that runs end to end in well under a minute "
             "(humr.training.recipe.tiny); later flags override it",
+        )
+    if seeds:
+        parser.add_argument(
+            SEEDS_FLAG,
+            default=None,
+            metavar="S1,S2,...",
+            help="train every row once per training seed and print mean±std per cell "
+            "(humr.training.recipe.main_rows); the data stay those of --data.seed",
         )
     for alias, dotted in ALIASES.items():
         parser.add_argument(
@@ -147,18 +157,21 @@ def parse_config(
     argv: list[str] | None = None,
     description: str = "",
     tiny: bool = False,
+    seeds: bool = False,
 ) -> ExperimentConfig:
     """Parse ``argv`` into ``defaults`` with the given overrides (a ``--config`` file first).
 
     A value the config refuses (``--loss.mmd_weight nan``) ends the program with argparse's
     usage error naming the field, before anything is built or written. ``tiny``: accept (and
-    document) ``--tiny``, which the caller has already applied to ``defaults``.
+    document) ``--tiny``, which the caller has already applied to ``defaults``; ``seeds``: document
+    ``--seeds``, which the caller reads itself (:func:`humr.training.recipe.parse_seeds`).
     """
     from humr.config import load_config
 
-    parser = build_parser(defaults, description, tiny=tiny)
+    parser = build_parser(defaults, description, tiny=tiny, seeds=seeds)
     namespace = vars(parser.parse_args(argv))
     namespace.pop("tiny", None)
+    namespace.pop("seeds", None)
     config_path = namespace.pop("config", None)
     try:
         config = load_config(config_path) if config_path else defaults

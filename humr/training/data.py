@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from humr.config import DataConfig
 
-__all__ = ["SYNTHETIC", "check_data_config", "build_datasets", "synthetic_config"]
+__all__ = ["SYNTHETIC", "check_data_config", "build_datasets", "build_validation_set", "synthetic_config"]
 
 SYNTHETIC = "synthetic"
 
@@ -32,6 +32,7 @@ def synthetic_config(config: DataConfig):
     chosen = {
         "num_train": config.num_train,
         "num_test": config.num_test,
+        "num_val": config.num_val,
         "seed": config.seed,
         "image_size": config.image_size,
     }
@@ -59,3 +60,21 @@ def build_datasets(config: DataConfig, body: str, test_focal: str = "estimate") 
     from humr.training.real_data import build_real_datasets
 
     return build_real_datasets(config, body, test_focal=test_focal)
+
+
+def build_validation_set(config: DataConfig, body: str) -> Dataset:
+    """The held-out set that :class:`~humr.training.validation.PeriodicValidation` monitors.
+
+    The synthetic set has its own validation split (``data.num_val`` frames, seeded apart from
+    train and test). The real training sets have none in the reference setup, which validates on
+    the test set; humr does the same there (its first ``train.val_images`` images) and the curve
+    is for watching convergence, never for choosing settings.
+    """
+    if config.dataset == SYNTHETIC:
+        from humr.data.synthetic import SyntheticDataset
+
+        if config.num_val < 1:
+            raise ValueError("data.num_val: validation during training needs a validation split, found 0 "
+                             "frames (set data.num_val > 0 or train.val_every 0)")
+        return SyntheticDataset("val", synthetic_config(config), root=config.root)
+    return build_datasets(config, body)[1]

@@ -10,7 +10,7 @@ import torch
 from humr.config import ExperimentConfig, config_from_dict, config_to_dict
 from humr.model.humr_model import HumrModel
 from humr.training.checkpoint import build_model, load_checkpoint
-from humr.training.objective import training_losses
+from humr.training.objective import REGRESSOR_TERMS, training_losses
 
 __all__ = ["HumrLightning", "build_model"]
 
@@ -38,6 +38,8 @@ class HumrLightning(L.LightningModule):
         batch_size = batch["pose"].shape[0]
         self.log("train/loss", losses.total, prog_bar=True, batch_size=batch_size)
         for name, value in losses.terms.items():
+            if self.model.flow is not None and name in REGRESSOR_TERMS:
+                continue  # always 0 for the flow head
             self.log(f"train/{name}", value.detach(), prog_bar=name in ("nll", "mmd"), batch_size=batch_size)
         return losses.total
 

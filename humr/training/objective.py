@@ -47,15 +47,26 @@ from humr.losses.pose import camera_scale_loss, keypoint_2d_loss, nll_loss, orth
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
 
-__all__ = ["ARTICULATED_COCO", "LOSS_NAMES", "LossTerms", "select_mmd_targets", "training_losses",
-           "mode_keypoint_loss", "keypoint_2d_source"]
+__all__ = [
+    "ARTICULATED_COCO",
+    "LOSS_NAMES",
+    "REGRESSOR_TERMS",
+    "LossTerms",
+    "select_mmd_targets",
+    "training_losses",
+    "mode_keypoint_loss",
+    "keypoint_2d_source",
+    "regression_losses",
+]
 
 #: COCO-17 indices of elbows, wrists, knees and ankles.
 ARTICULATED_COCO: tuple[int, ...] = (7, 8, 9, 10, 13, 14, 15, 16)
 
-#: Every term :func:`training_losses` reports (the last two only for the regressor pose head).
+#: The regressor pose head's 3D supervision (0 for the flow head).
+REGRESSOR_TERMS = ("pose_regression", "joints_3d")
+#: Every term :func:`training_losses` reports.
 LOSS_NAMES = ("nll", "keypoint_2d", "shape", "orth", "mmd", "mask", "random_2d", "camera_scale",
-              "pose_regression", "joints_3d")
+              *REGRESSOR_TERMS)
 
 
 @dataclass

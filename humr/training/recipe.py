@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig
-from humr.training.cli import TINY_FLAG, parse_config
+from humr.training.cli import SEEDS_FLAG, TINY_FLAG, parse_config
 
-__all__ = ["TINY_FLAG", "tiny", "defaults_for", "main_full", "main_rows", "main_evaluate"]
+__all__ = ["TINY_FLAG", "SEEDS_FLAG", "tiny", "defaults_for", "parse_seeds", "main_full", "main_rows",
+           "main_evaluate"]
 
 
 def tiny(config: ExperimentConfig) -> ExperimentConfig:
@@ -24,8 +25,17 @@ def tiny(config: ExperimentConfig) -> ExperimentConfig:
     features = config.model.image_features
     return replace(
         config,
-        data=replace(config.data, num_train=48, num_test=16, batch_size=8),
-        train=replace(config.train, max_steps=4, log_every=1, checkpoint_every=2),
+        data=replace(config.data, num_train=48, num_test=16, num_val=8, batch_size=8),
+        train=replace(
+            config.train,
+            max_steps=4,
+            log_every=1,
+            checkpoint_every=2,
+            warmup_steps=min(config.train.warmup_steps, 1),
+            val_every=min(config.train.val_every, 2),
+            val_images=8,
+            val_hypotheses=4,
+        ),
         eval=replace(config.eval, num_hypotheses=8, max_images=16, batch_size=8),
         model=replace(
             config.model,
@@ -63,13 +73,28 @@ def _save(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
-def main_full(argv: list[str] | None = None, description: str = "") -> dict[str, Any]:
-    """Train and evaluate one configuration; print the Tables 1/2-style metrics."""
+def main_full(
+    argv: list[str] | None = None,
+    description: str = "",
+    config_fn: Callable[[ExperimentConfig], ExperimentConfig] | None = None,
+    output_dir: str | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one configuration; print the Tables 1/2-style metrics.
+
+    ``config_fn`` turns the default config into the recipe's own (e.g.
+    :func:`humr.ablations.regressor_baseline`) before the command line overrides it;
+    ``output_dir`` replaces the default output folder.
+    """
     from humr.eval.accumulator import format_table
     from humr.training.run import run_experiment
 
     argv = _split_flags(argv)
-    config = parse_config(defaults_for(argv), argv, description or _recipe_doc(), tiny=True)
+    defaults = defaults_for(argv)
+    if config_fn is not None:
+        defaults = config_fn(defaults)
+    if output_dir is not None:
+        defaults = replace(defaults, train=replace(defaults.train, output_dir=output_dir))
+    config = parse_config(defaults, argv, description or _recipe_doc(), tiny=True)
     start = time.perf_counter()
     metrics = run_experiment(config)
     metrics["wall_seconds"] = time.perf_counter() - start
@@ -89,30 +114,74 @@ def main_full(argv: list[str] | None = None, description: str = "") -> dict[str,
     return metrics
 
 
+#: Panels of the ablation picture (:func:`humr.eval.plots.plot_rows_with_seeds`).
+ROW_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("3D spread [mm]", (("spread_vis", "visible"), ("spread_invis", "invisible"))),
+    ("best of N [mm]", (("mpjpe_best", "MPJPE"), ("pve_best", "PVE"))),
+    ("PercIn [%]", (("perc_in", "PercIn"),)),
+    ("MinDist [px]", (("min_dist", "MinDist"),)),
+)
+
+
+def parse_seeds(argv: list[str]) -> tuple[tuple[int, ...] | None, list[str]]:
+    """``--seeds 0,1,2`` (training seeds of every row) out of ``argv``: ``(seeds or None, the rest)``."""
+    rest, seeds = list(argv), None
+    for i, arg in enumerate(rest):
+        if arg == SEEDS_FLAG or arg.startswith(SEEDS_FLAG + "="):
+            value = arg.split("=", 1)[1] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else "")
+            del rest[i : i + (1 if "=" in arg else 2)]
+            try:
+                seeds = tuple(int(v) for v in value.split(",") if v.strip())
+            except ValueError:
+                seeds = ()
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise SystemExit(f"{SEEDS_FLAG}: expected distinct integers like 0,1,2, found {value!r}")
+            break
+    return seeds, rest
+
+
 def main_rows(
     rows_fn: Callable[[ExperimentConfig], list[tuple[str, ExperimentConfig]]],
     title: str,
     output_dir: str,
     argv: list[str] | None = None,
     default_steps: int = 600,
-) -> dict[str, dict[str, Any]]:
-    """Train and evaluate every row of an ablation; print one table with a row per config."""
+) -> dict[str, Any]:
+    """Train and evaluate every row of an ablation; print one table with a row per config.
+
+    With ``--seeds 0,1,2`` every row is trained once per seed (``train.seed``; the data stay those
+    of ``data.seed``), each cell prints ``mean±std`` over the seeds (sample std), and
+    ``rows.png`` puts the rows side by side. Results (per seed and aggregated) go to
+    ``<output_dir>/results.json``.
+    """
     from humr.eval.accumulator import format_table
+    from humr.eval.plots import plot_rows_with_seeds
+    from humr.eval.seeds import aggregate_rows
     from humr.training.run import run_experiment
 
-    argv = _split_flags(argv)
+    seeds, argv = parse_seeds(_split_flags(argv))
     base = defaults_for(argv)
     if TINY_FLAG not in argv:
         base = replace(base, train=replace(base.train, max_steps=default_steps))
     base = replace(base, train=replace(base.train, output_dir=output_dir))
-    full = parse_config(base, argv, _recipe_doc() or title, tiny=True)
-    results: dict[str, dict[str, Any]] = {}
+    full = parse_config(base, argv, _recipe_doc() or title, tiny=True, seeds=True)
     root = Path(full.train.output_dir)
+    per_seed: dict[str, dict[int, dict[str, Any]]] = {}
     for label, config in rows_fn(full):
-        config = replace(config, train=replace(config.train, output_dir=str(root / config.name)))
-        print(f"== {label} ({config.train.max_steps} steps)", flush=True)
-        results[label] = run_experiment(config, plots=False)
-    print(format_table(results, num_hypotheses=full.eval.num_hypotheses, title=title))
+        for seed in seeds or (config.train.seed,):
+            out = root / config.name / f"seed{seed}" if seeds else root / config.name
+            run = replace(config, train=replace(config.train, seed=seed, output_dir=str(out)))
+            print(f"== {label}, seed {seed} ({run.train.max_steps} steps)", flush=True)
+            per_seed.setdefault(label, {})[seed] = run_experiment(run, plots=False)
+    if seeds:
+        table = aggregate_rows(per_seed)
+        title = f"{title} (mean±std over seeds {','.join(map(str, seeds))}; data seed {full.data.seed})"
+        plot_rows_with_seeds(table, ROW_PANELS, root / "rows.png")
+        results: dict[str, Any] = {"seeds": list(seeds), "per_seed": per_seed, "aggregate": table}
+    else:
+        table = {label: next(iter(runs.values())) for label, runs in per_seed.items()}
+        results = table
+    print(format_table(table, num_hypotheses=full.eval.num_hypotheses, title=title))
     _save(results, root / "results.json")
     return results
 

@@ -253,6 +253,23 @@ def _loader(config: ExperimentConfig, train_set: Dataset) -> DataLoader:
     )
 
 
+def _validation(config: ExperimentConfig) -> Callback | None:
+    """The periodic validation of ``train.val_every`` (None when 0)."""
+    if config.train.val_every == 0:
+        return None
+    from humr.training.data import build_validation_set
+    from humr.training.validation import PeriodicValidation
+
+    return PeriodicValidation(
+        build_validation_set(config.data, config.body),
+        config.train.val_every,
+        config.eval,
+        num_hypotheses=config.train.val_hypotheses,
+        max_images=config.train.val_images,
+        seed=config.train.seed,
+    )
+
+
 def _trainer(config: ExperimentConfig, out: Path, progress: bool, callbacks: list[Callback]) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -305,11 +322,17 @@ def train(config: ExperimentConfig, progress: bool = True) -> tuple[HumrLightnin
     # Resuming: every weight comes from the checkpoint, the encoder's file is not read again.
     module = HumrLightning(config, model=build_model(config, encoder_weights=ckpt_path is None))
     stop = StopOnSignal()
+    callbacks: list[Callback] = [stop]
+    validation = _validation(config)
+    if validation is not None:
+        callbacks.append(validation)
     last = out / "checkpoints" / "last.ckpt"
     with _quiet_lightning():
-        trainer = _trainer(config, out, progress, [stop])
+        trainer = _trainer(config, out, progress, callbacks)
         trainer.fit(module, _loader(config, train_set), ckpt_path=ckpt_path)
         trainer.save_checkpoint(last, weights_only=False)
+    if validation is not None and config.eval.plots and trainer.is_global_zero:
+        validation.write_plot(out / "plots")
     if stop.received is not None:
         command = resume_command(config)
         name = signal.Signals(stop.received).name

@@ -76,6 +76,8 @@ class PeriodicValidation(L.Callback):
         self.seed = seed
         self.verbose = verbose
         self.history: list[dict[str, float]] = []
+        self._loss_sum: torch.Tensor | None = None  # training loss since the last validation,
+        self._loss_count = 0  # summed on the device: read once per validation, not per step
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
@@ -99,12 +101,21 @@ class PeriodicValidation(L.Callback):
         row = {key: float(metrics[key]) for key in VALIDATION_METRICS if key in metrics}
         for logger in trainer.loggers:
             logger.log_metrics({f"val/{key}": value for key, value in row.items()}, step=step)
-        self.history.append({"step": float(step), **row})
+        entry = {"step": float(step), **row}
+        if self._loss_count:
+            entry["train_loss"] = float(self._loss_sum) / self._loss_count
+            self._loss_sum, self._loss_count = None, 0
+        self.history.append(entry)
         if self.verbose and trainer.is_global_zero:
-            print(format_validation_line(step, row, time.perf_counter() - start), flush=True)
+            pl_module.print(format_validation_line(step, row, time.perf_counter() - start))
         return row
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach()
+            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+            self._loss_count += 1
         step = int(trainer.global_step)
         if trainer.is_global_zero and step % self.every == 0 and not self._done(step):
             self.validate(trainer, pl_module)
