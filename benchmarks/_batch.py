@@ -10,7 +10,7 @@ valid mask).
 
 :func:`build_bench_model` builds :class:`~humr.model.humr_model.HumrModel` with the paper's
 network (``ModelConfig(encoder="features", image_features=720)``: 8 blocks, 1024 hidden) on a
-SMPL-X-format body of 10,475 vertices written by :mod:`humr.bodies.fake_files` (cached in the
+SMPL-X-format body of 10,475 vertices written by :mod:`humr.testing.body_files` (cached in the
 temp directory), or on Anny.
 """
 
@@ -47,7 +47,7 @@ _LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16
 
 def fake_smplx_path(num_vertices: int = 10475) -> Path:
     """A SMPL-X-format ``SMPLX_NEUTRAL.npz`` with random values (written once, then reused)."""
-    from humr.bodies.fake_files import write_smplx_npz
+    from humr.testing.body_files import write_smplx_npz
 
     path = Path(tempfile.gettempdir()) / f"humr-bench-smplx-{num_vertices}" / "SMPLX_NEUTRAL.npz"
     if not path.is_file():

@@ -218,7 +218,7 @@ def main() -> None:
     tmp = None
     model = args.model
     if model is None:
-        from humr.bodies.fake_files import write_smplx_npz
+        from humr.testing.body_files import write_smplx_npz
 
         tmp = tempfile.TemporaryDirectory()
         model = str(write_smplx_npz(Path(tmp.name) / "SMPLX_NEUTRAL.npz"))

@@ -3,7 +3,8 @@
 1. Mask plausibility: one bilinear read of a distance map vs the distance to every mask pixel.
 2. Best-of-N curves: one cumulative minimum vs a minimum per N.
 3. PA-MPJPE for 64 images x 100 hypotheses (batched Umeyama via roma) vs a loop over hypotheses.
-4. Mesh render of ~27k triangles: numpy z-buffer vs matplotlib PolyCollection (painter's algorithm).
+4. Mesh render of ~27k triangles: the torch z-buffer of humr.data.render vs matplotlib PolyCollection
+   (painter's algorithm).
 
 Run: ``python benchmarks/bench_eval.py [--threads N]`` (CPU, about 20 s).
 """
@@ -15,8 +16,9 @@ import time
 import numpy as np
 import torch
 
+from humr.data.render import face_normals
 from humr.eval import metrics as M
-from humr.eval.render import face_normals, render_mesh
+from humr.eval.render import render_mesh
 from humr.losses.mask import mask_to_distance_map
 
 
@@ -102,7 +104,9 @@ def bench_render(size: int = 256) -> None:
     def painter():
         tri = verts[faces]
         order = np.argsort(-tri[:, :, 2].mean(1))  # far to near
-        shade = 0.35 + 0.65 * np.abs(face_normals(verts, faces) @ np.array([0.0, 0.0, -1.0]))
+        normals = face_normals(torch.from_numpy(verts)[None], torch.from_numpy(faces))[0][0].numpy()
+        unit = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+        shade = 0.35 + 0.65 * np.abs(unit @ np.array([0.0, 0.0, -1.0]))
         fig = Figure(figsize=(size / 100, size / 100), dpi=100)
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_axes((0, 0, 1, 1))

@@ -3,7 +3,7 @@
 1. SMPL-X -> SMPL conversion of every hypothesis' mesh (16 images x 100 hypotheses per batch in
    the protocol; 100 meshes here): the sparse (6890 x 10475, three entries a row) product humr uses vs
    the dense matrix product of the reference implementation.
-2. :class:`humr.training.real_data.MixtureDataset` indexing vs a plain ``ConcatDataset`` (the
+2. :class:`humr.data.mixture.MixtureDataset` indexing vs a plain ``ConcatDataset`` (the
    reference's unweighted concatenation): the cost of realising the ratios per item.
 
 Run: ``python benchmarks/bench_real_eval.py [--threads N]`` (CPU, about 30 s).
@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from humr.bodies.conversion import smplx_to_smpl_vertices
-from humr.training.real_data import MixtureDataset
+from humr.data.mixture import MixtureDataset
 
 
 def best_of(fn, repeat: int = 3) -> float:

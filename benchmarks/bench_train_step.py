@@ -3,13 +3,13 @@
 The step: B = 64 images of cached 720-d encoder features (``ModelConfig(encoder="features",
 image_features=720)``: 8 RealNVP blocks, 1024 hidden, 36 M flow parameters), 1 + 25 hypotheses
 per image, all six losses of ``PAPER_FULL.loss``, a SMPL-X-format body of 10,475 vertices (random
-values from :mod:`humr.bodies.fake_files`; ``--body anny`` for Anny), AdamW. The batch is
+values from :mod:`humr.testing.body_files`; ``--body anny`` for Anny), AdamW. The batch is
 :func:`_batch.make_batch` (150 heatmap samples per joint, a 224 x 224 distance map).
 
 Prints one table:
 
 - ``humr``: :func:`humr.training.objective.training_losses` + backward + ``AdamW.step``;
-- ``reference-style``: :func:`humr.training.reference_step.reference_training_losses` (full mesh of
+- ``reference-style``: :func:`_reference_step.reference_training_losses` (full mesh of
   every hypothesis, mask distances to every mask pixel), same optimizer: the ratio to beat;
 - ``flow matmul floor``: ``torch.mm`` of exactly the flow's Linear shapes of one step, forward and
   backward (counted analytically), i.e. the time of the flow's FLOPs with no overhead;
@@ -125,8 +125,9 @@ def setup(args: argparse.Namespace):
 def make_step(variant: str, model, optimizer, batch_cpu, device, config=LOSS, mask_chunk: int = 4,
               autocast: bool = False):
     """A closure running one full training step (data to device, losses, backward, AdamW)."""
+    import _reference_step as reference
+
     import humr.training.objective as objective
-    import humr.training.reference_step as reference
 
     # Looked up at call time, so that the profiled step sees the labelled wrappers.
     if variant == "humr":
@@ -169,9 +170,10 @@ def _labelled(fn: Callable, name: str) -> Callable:
 def phase_labels(model) -> Iterator[None]:
     """Wrap the pieces of the step in ``record_function`` labels (instance / module attributes,
     restored on exit; the library's code is untouched)."""
+    import _reference_step as ref
+
     import humr.model.humr_model as hm
     import humr.training.objective as obj
-    import humr.training.reference_step as ref
 
     patches = [
         (model.condition, "forward", "condition"),
@@ -456,7 +458,7 @@ def main() -> None:
     n = LOSS.num_samples
     print(f"device: {dev_name}; torch {torch.__version__}; body {args.body} "
           f"({num_vertices(model.body)} vertices); B = {args.batch}, 1 + {n} hypotheses; "
-          f"flow {PAPER_MODEL.flow_layers} blocks x {PAPER_MODEL.flow_hidden} hidden, "
+          f"flow {PAPER_MODEL.flow.num_layers} blocks x {PAPER_MODEL.flow.hidden_features} hidden, "
           f"{sum(p.numel() for p in model.flow.parameters()) / 1e6:.1f} M parameters")
     diff = check_labelled_step_matches(model, batch, device)
     print(f"labelled step == training_losses: |diff of total loss| = {diff:.2e}")
@@ -480,8 +482,8 @@ def main() -> None:
             ref_table, ref_ms = profiled_step(ref, model, device, args.trace, "reference")
 
     cond = model.condition.out_features
-    shapes = flow_matmul_shapes(args.batch, n + 1, 6 * model.num_pose_joints, cond, PAPER_MODEL.flow_layers,
-                                PAPER_MODEL.flow_hidden)
+    shapes = flow_matmul_shapes(args.batch, n + 1, 6 * model.num_pose_joints, cond,
+                                PAPER_MODEL.flow.num_layers, PAPER_MODEL.flow.hidden_features)
     floor_s, gflop = matmul_floor(shapes, device)
     results["flow matmul floor"] = {"s": floor_s, "min": floor_s}
     bf16_s, _ = matmul_floor(shapes, device, dtype=torch.bfloat16)

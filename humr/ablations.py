@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from humr.config import ExperimentConfig
+from humr.flows import FlowConfig
 
 __all__ = [
     "table3_rows",
@@ -39,6 +40,16 @@ def _with(
 #: ``prohmr/configs/prohmr.yaml``), the depth of the Table 3 baseline's flow.
 PROHMR_FLOW_LAYERS = 4
 
+
+
+def _prohmr_flow(flow: FlowConfig) -> FlowConfig:
+    """ProHMR's Glow at ProHMR's depth, with ``flow``'s width, initialisation and checks (Glow has
+    no clamp and no fixed permutations, so those stay at their defaults)."""
+    default = FlowConfig()
+    return replace(flow, kind="glow", num_layers=PROHMR_FLOW_LAYERS, clamp=default.clamp,
+                   permutation_seed=default.permutation_seed)
+
+
 #: Table 3 rows 1 to 4 supervise the random hypotheses as ProHMR does: L_2D on all joints at 1e-3.
 BASELINE_RANDOM_2D = {"random_2d_loss": "all", "random_2d_weight": 1e-3}
 
@@ -62,7 +73,7 @@ def table3_rows(full: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
     Table S2 row "L_2D-all, 1e-3" (:func:`table_s2_rows` builds the same config), and "+ L_MMD" is
     Table S2's L_MMD row.
     """
-    glow = {"flow": "glow", "flow_layers": PROHMR_FLOW_LAYERS}
+    glow = {"flow": _prohmr_flow(full.model.flow)}
     baseline_loss = {"mmd_weight": 0.0, "mask_weight": 0.0, **BASELINE_RANDOM_2D}
     steps = [
         ("ProHMR (baseline)", {**glow, "use_bbox_info": False, "use_pose_condition": False}, baseline_loss),

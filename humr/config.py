@@ -6,7 +6,8 @@ minutes (network width, batch, steps) and keeps every loss, weight and joint rul
 
 Every dataclass validates its fields when it is built (``__post_init__``), whether from the
 command line, ``replace()`` or a config.json: a bad value raises ``ValueError`` naming the
-field before any folder is created.
+field before any folder is created. The flow's settings are the flow's own
+:class:`~humr.flows.FlowConfig`, nested in the model's (``model.flow.num_layers``).
 
 Example:
     >>> from dataclasses import replace
@@ -21,15 +22,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+
+from humr.flows.factory import FlowConfig
 
 __all__ = [
     "ModelConfig",
@@ -43,12 +48,12 @@ __all__ = [
     "config_to_dict",
     "flat_config",
     "config_from_dict",
+    "FLAT_FLOW_FIELDS",
     "save_config",
     "load_config",
     "override",
     "BodyName",
     "EncoderName",
-    "FlowName",
     "TestSetName",
     "Accelerator",
     "Precision",
@@ -57,7 +62,6 @@ __all__ = [
 #: Names a field accepts; the command line lists them and refuses others.
 BodyName = Literal["anny", "smplx", "smpl"]
 EncoderName = Literal["small_cnn", "hrnet_w48", "features"]
-FlowName = Literal["realnvp", "glow"]
 TestSetName = Literal["3dpw_test", "emdb", "emdb_occluded"]
 Accelerator = Literal["cpu", "gpu", "cuda", "mps", "tpu", "auto"]
 #: Lightning's precision names, and "auto" (bf16-mixed where the hardware has native bfloat16,
@@ -160,7 +164,12 @@ def _finite(config: Any, *names: str, positive: bool = False, at_most: float | N
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Condition encoder, flow and shape/camera head (Sec. 4.1)."""
+    """Condition encoder, flow and shape/camera head (Sec. 4.1).
+
+    ``flow`` is the flow's own :class:`~humr.flows.FlowConfig` (kind ``"realnvp"``, ours, or
+    ``"glow"``, the ProHMR baseline; depth, width, clamp, initialisation, permutation seed),
+    checked by it.
+    """
 
     _section: ClassVar[str] = "model"
 
@@ -173,20 +182,15 @@ class ModelConfig:
     use_pose_condition: bool = True  #: detector 2D pose condition c_P (Table 3, "+ 2D pose condition")
     pose_hidden: int = 512  #: 51 -> 512 -> 256
     pose_features: int = 256
-    flow: FlowName = "realnvp"  #: "realnvp" (ours) or "glow" (ProHMR baseline)
+    flow: FlowConfig = field(default_factory=FlowConfig)  #: the pose flow (pose_head "flow")
     #: "flow" (the paper's distribution) or "regressor" (one deterministic pose, BEDLAM-CLIFF style)
     pose_head: Literal["flow", "regressor"] = "flow"
-    flow_layers: int = 8
-    flow_hidden: int = 1024
-    flow_clamp: float = 2.0
     head_hidden: int = 1024
     ief_iterations: int = 3
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        _at_least(self, 1, "image_features", "pose_hidden", "pose_features", "flow_layers", "flow_hidden")
-        _at_least(self, 1, "head_hidden", "ief_iterations")
-        _finite(self, "flow_clamp", positive=True)
+        _at_least(self, 1, "image_features", "pose_hidden", "pose_features", "head_hidden", "ief_iterations")
         if self.encoder == "hrnet_w48" and self.image_features != 720:
             raise ValueError(
                 f"model.image_features: HRNet-W48 gives 720 features, found {self.image_features} "
@@ -271,7 +275,8 @@ class DataConfig:
 
     _section: ClassVar[str] = "data"
 
-    dataset: str = "synthetic"  #: "synthetic", or real data sets joined by "+" (see humr.training.real_data)
+    #: "synthetic", or real data sets joined by "+" (see humr.experiment.real_data)
+    dataset: str = "synthetic"
     root: str | None = None  #: data root (synthetic: cache directory, default ~/.cache/humr/synthetic)
     test_dataset: TestSetName | None = None  #: real data: the evaluation set (default "3dpw_test")
     ratios: tuple[float, ...] = ()  #: real data: mixture ratios of the "+"-joined sets (empty: by size)
@@ -414,8 +419,7 @@ SYNTHETIC_CPU = ExperimentConfig(
         image_features=128,
         pose_hidden=256,
         pose_features=128,
-        flow_layers=4,
-        flow_hidden=256,
+        flow=FlowConfig(num_layers=4, hidden_features=256),
         head_hidden=256,
     ),
     data=DataConfig(batch_size=32),
@@ -440,8 +444,51 @@ def flat_config(config: Any) -> dict[str, Any]:
     return out
 
 
+def _place(cls: type, name: str) -> str:
+    section = getattr(cls, "_section", "")
+    return f"{section}.{name}" if section else name
+
+
+@contextlib.contextmanager
+def _errors_at(place: str, section: type) -> Iterator[None]:
+    """Name ``place`` (``model.flow``) in the errors of a section from another layer, which
+    names its fields alone (:class:`~humr.flows.FlowConfig` says ``num_layers: ...``)."""
+    try:
+        yield
+    except ValueError as err:
+        own = hasattr(section, "_section")  # humr.config's sections already name their place
+        if own or not any(str(err).startswith(f"{f.name}:") for f in fields(section)):
+            raise
+        raise ValueError(f"{place}.{err}") from None
+
+
+#: The flow's fields in configs written before the flow's config was nested in the model's:
+#: flat model field -> :class:`~humr.flows.FlowConfig` field (``"flow"`` held the kind).
+FLAT_FLOW_FIELDS: dict[str, str] = {
+    "flow": "kind",
+    "flow_layers": "num_layers",
+    "flow_hidden": "hidden_features",
+    "flow_clamp": "clamp",
+}
+
+
+def _nest_flat_flow(model: dict[str, Any]) -> dict[str, Any]:
+    """A model section with the flat flow fields (``"flow": "glow", "flow_layers": 4``, as runs
+    wrote them before the nesting) in today's form, so that those runs still load and resume."""
+    if not isinstance(model.get("flow"), str):
+        return model
+    flow = {new: model[old] for old, new in FLAT_FLOW_FIELDS.items() if old in model}
+    return {**{k: v for k, v in model.items() if k not in FLAT_FLOW_FIELDS}, "flow": flow}
+
+
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a (nested) dataclass from :func:`config_to_dict` output; unknown keys are errors."""
+    """Rebuild a (nested) dataclass from :func:`config_to_dict` output; unknown keys are errors.
+
+    A model section with the flat flow fields of older runs is read as the nested one
+    (:data:`FLAT_FLOW_FIELDS`).
+    """
+    if cls is ModelConfig:
+        data = _nest_flat_flow(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in fields(cls)}
     unknown = set(data) - names
@@ -451,7 +498,10 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     for key, value in data.items():
         hint = hints[key]
         if is_dataclass(hint):
-            kwargs[key] = config_from_dict(hint, value)
+            if not isinstance(value, dict):
+                raise ValueError(f"{_place(cls, key)}: expected a section (a JSON object), found {value!r}")
+            with _errors_at(_place(cls, key), hint):
+                kwargs[key] = config_from_dict(hint, value)
         elif isinstance(value, list):
             kwargs[key] = tuple(value)
         else:
@@ -492,5 +542,7 @@ def override(config: Any, dotted: dict[str, Any]) -> Any:
         else:
             direct[head] = value
     for head, inner in nested.items():
-        direct[head] = override(direct.get(head, getattr(config, head)), inner)
+        section = direct.get(head, getattr(config, head))
+        with _errors_at(_where(config, head), type(section)):
+            direct[head] = override(section, inner)
     return replace(config, **direct) if direct else config

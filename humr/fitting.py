@@ -54,21 +54,20 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
-from humr.cameras import image_to_crop, weak_to_full_translation
+from humr.bodies.base import NUM_COCO17
+from humr.cameras import image_to_crop
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
-from humr.rotations import rot6d_to_matrix
 
 __all__ = ["FitConfig", "KeypointFit", "geman_mcclure", "keypoint_targets", "fit_keypoints"]
 
 OPTIMIZERS = ("adam", "lbfgs")
 POSE_PRIORS = ("flow", "none")
-NUM_KEYPOINTS = 17
 #: Most objective evaluations of one L-BFGS line search (torch's strong-Wolfe default, 25).
 LINE_SEARCH_EVALUATIONS = 25
 
@@ -162,9 +161,9 @@ def keypoint_targets(
             raise ValueError("units: the default targets batch['detector_keypoints'] are in crop coordinates")
         keypoints = batch["detector_keypoints"]
     batch_size = batch["center"].shape[0]
-    if not isinstance(keypoints, Tensor) or tuple(keypoints.shape) != (batch_size, NUM_KEYPOINTS, 3):
+    if not isinstance(keypoints, Tensor) or tuple(keypoints.shape) != (batch_size, NUM_COCO17, 3):
         found = tuple(keypoints.shape) if isinstance(keypoints, Tensor) else type(keypoints).__name__
-        raise ValueError(f"keypoints: expected shape ({batch_size}, {NUM_KEYPOINTS}, 3) (x, y, confidence), "
+        raise ValueError(f"keypoints: expected shape ({batch_size}, {NUM_COCO17}, 3) (x, y, confidence), "
                          f"found {found}")
     if not bool(torch.isfinite(keypoints).all()):
         raise ValueError("keypoints: contains NaN or infinite values")
@@ -260,22 +259,9 @@ class KeypointFit:
     def _start_pose(self, start: Tensor) -> Tensor:
         """The free 6D poses' start ``(B, S, D)`` of ``pose_prior="none"``: the flow's hypotheses of
         ``start``, or ``S`` copies of the regressor head's pose."""
-        if self.model.flow is None:
-            regressed = self.model.regressor(self.context).float() + self.model.pose_offset
-            return regressed[:, None].repeat(1, start.shape[1], 1)
-        return self._flow_pose(start)
+        return self.model.decode_pose(start, self.context)[0]
 
     # ------------------------------------------------------------------ decoding
-    def _flow_pose(self, latent: Tensor) -> Tensor:
-        """``z (B, S, D)`` -> 6D poses ``(B, S, D)`` (flow output plus the rest-pose offset)."""
-        return self.model.flow.transform(latent, self.context).float() + self.model.pose_offset
-
-    def pose6d(self) -> Tensor:
-        """The current 6D poses ``(B, S, J * 6)``."""
-        if self.config.pose_prior == "flow":
-            return self._flow_pose(self.variables["latent"])
-        return self.variables["pose6d"]
-
     def camera(self) -> Tensor:
         """The current weak-perspective camera ``[s, tx, ty]`` ``(B, 3)``."""
         log_scale, shift = self.variables["camera"].split([1, 2], dim=-1)
@@ -285,15 +271,22 @@ class KeypointFit:
         """The current shape ``(B, num_shape)``, inside the body's range."""
         return self.model.body.constrain_shape(self.variables["shape"])
 
-    def _decode(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """pose6d, rotmat, shape, camera, body-frame and crop keypoints of the current variables."""
-        pose6d = self.pose6d()
-        batch_size, samples = pose6d.shape[:2]
-        rotmat = rot6d_to_matrix(pose6d.reshape(batch_size, samples, self.model.num_pose_joints, 6))
-        shape, camera = self.shape(), self.camera()
-        keypoints_3d = self.model.body.keypoints(rotmat, shape[:, None].expand(-1, samples, -1), "coco17")
-        keypoints_2d = self.model.project(keypoints_3d, camera, self.batch)
-        return pose6d, rotmat, shape, camera, keypoints_3d, keypoints_2d
+    def _decode(self, with_log_prob: bool = False) -> Hypotheses:
+        """:meth:`HumrModel.decode` of the current variables (the head's output computed once)."""
+        if self.config.pose_prior == "flow":
+            z, pose6d = self.variables["latent"], None
+        else:
+            z, pose6d = None, self.variables["pose6d"]
+        return self.model.decode(
+            self.batch, z, self.context, with_log_prob, pose6d=pose6d,
+            head=(self.regressed_shape, self.regressed_camera), shape=self.shape(), camera=self.camera(),
+        )
+
+    def pose6d(self) -> Tensor:
+        """The current 6D poses ``(B, S, J * 6)``."""
+        if self.config.pose_prior == "flow":
+            return self.model.decode_pose(self.variables["latent"], self.context)[0]
+        return self.variables["pose6d"]
 
     # ------------------------------------------------------------------ objective
     def _terms_of(self, keypoints_2d: Tensor, shape: Tensor) -> dict[str, Tensor]:
@@ -310,8 +303,8 @@ class KeypointFit:
     def terms(self) -> dict[str, Tensor]:
         """The weighted terms: ``keypoints`` ``(B, S)``, ``latent`` ``(B, S)`` (flow prior) and
         ``shape`` ``(B,)`` (free shape)."""
-        _, _, shape, _, _, keypoints_2d = self._decode()
-        return self._terms_of(keypoints_2d, shape)
+        hyps = self._decode()
+        return self._terms_of(hyps.keypoints_2d, hyps.shape)
 
     def objective(self) -> Tensor:
         """The total objective ``E``, a 0-d tensor (summed over images, starts and terms)."""
@@ -352,28 +345,13 @@ class KeypointFit:
     @torch.no_grad()
     def hypotheses(self) -> Hypotheses:
         """The current fit: ``S`` hypotheses per image (index 0 started at the mode), with the
-        log-likelihood of each 6D pose under the flow (None for the regressor head)."""
-        pose6d, rotmat, shape, camera, keypoints_3d, keypoints_2d = self._decode()
-        if self.model.flow is None:
-            log_prob = None  # the regressor head has no likelihood
-        elif self.config.pose_prior == "flow":
-            _, log_prob = self.model.flow.transform_and_log_prob(self.variables["latent"], self.context)
-        else:
-            log_prob = self.model.flow.log_prob(pose6d - self.model.pose_offset, self.context)
-        box = [self.batch[k] for k in ("center", "box_size", "focal", "image_size")]
-        translation = weak_to_full_translation(camera, *box)
-        return Hypotheses(
-            pose6d=pose6d.detach(),
-            rotmat=rotmat,
-            log_prob=None if log_prob is None else log_prob.float(),
-            shape=shape.detach(),
-            regressed_shape=self.regressed_shape,
-            camera=camera.detach(),
-            translation=translation,
-            keypoints_3d=keypoints_3d,
-            keypoints_2d=keypoints_2d,
-            regressed_camera=self.regressed_camera,  # the head's, as regressed_shape: not the fit's
-        )
+        log-likelihood of each 6D pose under the flow (None for the regressor head).
+
+        ``regressed_shape`` and ``regressed_camera`` are the head's, not the fit's."""
+        hyps = self._decode(with_log_prob=True)
+        log_prob = None if hyps.log_prob is None else hyps.log_prob.float()
+        return replace(hyps, pose6d=hyps.pose6d.detach(), log_prob=log_prob, shape=hyps.shape.detach(),
+                       camera=hyps.camera.detach())
 
 
 def fit_keypoints(
@@ -391,5 +369,6 @@ def fit_keypoints(
     Arguments as :class:`KeypointFit`; runs ``config.steps`` steps and returns the fit as
     :class:`Hypotheses` ``(B, 1 + num_samples, ...)``, index 0 started at the mode.
     """
+    # The signature repeats KeypointFit's on purpose: this is its one-call form.
     fit = KeypointFit(model, batch, targets, config, num_samples, generator, units, start)
     return fit.run().hypotheses()

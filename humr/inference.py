@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from humr.bodies.base import ARTICULATED_COCO17
 from humr.cameras import crop_to_image
 from humr.config import ExperimentConfig
 from humr.data.augment import crop_image
@@ -74,9 +75,6 @@ __all__ = [
     "FailedPerson",
     "EXPORT_FORMATS",
 ]
-
-#: COCO-17 elbows, wrists, knees, ankles: the joints whose hypotheses the pictures show.
-_ARTICULATED = (7, 8, 9, 10, 13, 14, 15, 16)
 
 
 @dataclass(frozen=True)
@@ -305,6 +303,7 @@ class Predictor:
         image_sizes: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Arrays of the module table for ``P`` persons (``images[i]`` holds ``boxes[i]``)."""
+        # The arguments repeat hypotheses()' on purpose: this is its numpy-table form.
         hyps, batch = self.hypotheses(images, boxes, num_hypotheses, focal, generator, offsets, image_sizes)
         return prediction_arrays(hyps, batch, boxes)
 
@@ -398,8 +397,9 @@ def _plots(
 
     written = []
     for p, stem in enumerate(stems):
-        conf = out["detector_keypoints"][p, list(_ARTICULATED), 2]
-        joint = _ARTICULATED[int(conf.argmin())]  # the least confident: where the spread should show
+        # the pictures show the least confident articulated joint: where the spread should show
+        conf = out["detector_keypoints"][p, list(ARTICULATED_COCO17), 2]
+        joint = ARTICULATED_COCO17[int(conf.argmin())]
         crop_xy = (out["keypoints_2d"][p, :, joint] - out["center"][p]) / (out["box_size"][p] / 2)
         path = folder / f"{stem}_joint{joint}.png"
         plot_joint_hypotheses(out["crop"][p], crop_xy, np.full(2, np.nan), path)

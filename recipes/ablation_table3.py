@@ -8,7 +8,7 @@ row (and seed), one table, one picture (rows.png).
 """
 
 from humr.ablations import table3_rows_with_regressor
-from humr.training.recipe import main_rows
+from humr.experiment.recipe import main_rows
 
 if __name__ == "__main__":
     main_rows(table3_rows_with_regressor, "Table 3: successive components", "runs/table3")

@@ -5,7 +5,7 @@ weights, or L_MMD); L_mask is off in every row.
 """
 
 from humr.ablations import table_s2_rows
-from humr.training.recipe import main_rows
+from humr.experiment.recipe import main_rows
 
 if __name__ == "__main__":
     main_rows(table_s2_rows, "Table S2: supervising random hypotheses", "runs/table_s2")

@@ -4,7 +4,7 @@ python recipes/evaluate.py runs/paper_full/checkpoints/last.ckpt
 python recipes/evaluate.py CKPT --eval.num_hypotheses 1000 --eval.max_images 50
 """
 
-from humr.training.recipe import main_evaluate
+from humr.experiment.recipe import main_evaluate
 
 if __name__ == "__main__":
     main_evaluate(description=__doc__)

@@ -7,7 +7,7 @@ python recipes/fit.py runs/paper_full/checkpoints/last.ckpt --eval.max_images 10
 python recipes/fit.py CKPT --split train --fit.latent_weight 0.1 --fit.steps 200   # tune on train
 """
 
-from humr.training.fit_eval import main_fit
+from humr.experiment.fit_eval import main_fit
 
 if __name__ == "__main__":
     main_fit(description=__doc__)

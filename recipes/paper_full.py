@@ -10,7 +10,7 @@ a checkpoint, the config and metrics.json to runs/paper_full. ``--help`` lists e
         --accelerator gpu --devices 4                # the paper's run (real data, SMPL-X, DDP)
 """
 
-from humr.training.recipe import main_full
+from humr.experiment.recipe import main_full
 
 if __name__ == "__main__":
     main_full(description=__doc__)

@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         data = BedlamCliffDataset(
             spec, crop_size=args.crop_size, filter=FilterConfig(enabled=not args.no_filter)
         )
-        store = precompute_features(
-            data, encoder, args.out / spec.name, args.batch_size, num_workers=args.num_workers
-        )
+        store = precompute_features(dataset=data, encoder=encoder, out_dir=args.out / spec.name,
+                                    batch_size=args.batch_size, num_workers=args.num_workers)
         print(f"{spec.name}: {int(store.done().sum())} / {store.num_rows} rows in {store.root}")
 
 

@@ -10,7 +10,7 @@ highest-likelihood pose (``humr.data.precompute.precompute_heatmaps``). Stores g
         --vitpose checkpoints/vitpose-plus-huge --out data/humr_samples
     python recipes/precompute_heatmaps.py --data-root data --dataset all --vitpose DIR --out DIR
 
-Train with ``--data.samples_dir <out>`` (``humr.training.real_data`` finds each store).
+Train with ``--data.samples_dir <out>`` (``humr.experiment.real_data`` finds each store).
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from humr.data.bedlam_cliff import BEDLAM_SCENES, PRESET_KEYS, preset
+from humr.data.bedlam_cliff import PRESET_KEYS, TRAIN_KEYS, preset
 from humr.data.precompute import HeatmapPrecomputeConfig, load_vitpose, precompute_heatmaps
-
-TRAIN_KEYS = (*BEDLAM_SCENES, "agora-bfh", "agora-body", "3dpw-train-smplx")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for key in keys:
         spec = preset(key, args.data_root)
-        store = precompute_heatmaps(spec, model, args.out / spec.name, config, model_dir=args.vitpose)
+        store = precompute_heatmaps(spec=spec, model=model, out_dir=args.out / spec.name, config=config,
+                                    model_dir=args.vitpose)
         print(f"{spec.name}: {int(store.done().sum())} / {store.num_rows} rows in {store.root}")
 
 

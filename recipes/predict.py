@@ -70,11 +70,11 @@ def main(argv: list[str] | None = None) -> Path:
     if bad:
         parser.error(f"--export: unknown formats {bad}; choose among {', '.join(EXPORT_FORMATS)}")
     run = predict_folder(
-        args.images,
-        args.boxes,
-        args.checkpoint,
-        args.vitpose,
-        args.out,
+        image_dir=args.images,
+        boxes=args.boxes,
+        checkpoint=args.checkpoint,
+        vitpose_dir=args.vitpose,
+        out_dir=args.out,
         num_hypotheses=args.num_hypotheses,
         batch_size=args.batch_size,
         encoder_checkpoint=args.encoder_checkpoint,

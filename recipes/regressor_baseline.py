@@ -6,7 +6,7 @@ a pose regressor instead of the flow, trained at the same budget on the same dat
 """
 
 from humr.ablations import regressor_baseline
-from humr.training.recipe import main_full
+from humr.experiment.recipe import main_full
 
 if __name__ == "__main__":
     main_full(config_fn=regressor_baseline, output_dir="runs/regressor_baseline")

@@ -79,7 +79,7 @@ def _module_torch_threads(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory) -> ExperimentConfig:
     """The tiny budget of ``recipes/paper_full.py --tiny`` with its data cached in a temp dir."""
-    from humr.training.recipe import tiny
+    from humr.experiment.recipe import tiny
 
     config = tiny(SYNTHETIC_CPU)
     root = tmp_path_factory.mktemp("synthetic")
@@ -92,6 +92,6 @@ def tiny_config(tmp_path_factory) -> ExperimentConfig:
 
 @pytest.fixture(scope="session")
 def tiny_datasets(tiny_config):
-    from humr.training.data import build_datasets
+    from humr.experiment.data import build_datasets
 
     return build_datasets(tiny_config.data, tiny_config.body)

@@ -10,11 +10,12 @@ from humr.ablations import PROHMR_FLOW_LAYERS, table3_rows, table_s2_rows
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig
 
 
-def flat(config: ExperimentConfig) -> dict:
+def flat(config: ExperimentConfig | dict) -> dict:
+    """Every leaf by its dotted name (sections nest: ``model.flow.kind``)."""
     out = {}
-    for name, value in dataclasses.asdict(config).items():
+    for name, value in (dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config).items():
         if isinstance(value, dict):
-            out.update({f"{name}.{k}": v for k, v in value.items()})
+            out.update({f"{name}.{k}": v for k, v in flat(value).items()})
         else:
             out[name] = value
     return out
@@ -30,7 +31,7 @@ NAMED = {
     "+ bbox info": {"model.use_bbox_info"},
     "+ 2D pose condition": {"model.use_pose_condition"},
     # the flow: RealNVP instead of ProHMR's Glow, at the full model's depth instead of ProHMR's
-    "+ RealNVP": {"model.flow", "model.flow_layers"},
+    "+ RealNVP": {"model.flow.kind", "model.flow.num_layers"},
     # L_MMD replaces the baseline's L_2D-all on random hypotheses
     "+ L_MMD": {"loss.mmd_weight", "loss.random_2d_loss", "loss.random_2d_weight"},
     "+ L_mask (full)": {"loss.mask_weight"},
@@ -45,11 +46,11 @@ def test_table3_rows_differ_in_exactly_the_fields_the_papers_rows_name(full):
         changed = diff(prev, cur)
         print(f"{prev_label} -> {label}: {changed}")
         assert set(changed) <= NAMED[label], label
-        assert NAMED[label] - {"model.flow_layers"} <= set(changed), label  # the depth may already match
+        assert NAMED[label] - {"model.flow.num_layers"} <= set(changed), label  # the depth may already match
     assert diff(rows[-1][1], full) == {}  # the last row is the full model
     realnvp = dict(rows)["+ RealNVP"]
-    assert ("model.flow_layers" in diff(dict(rows)["+ 2D pose condition"], realnvp)) == (
-        full.model.flow_layers != PROHMR_FLOW_LAYERS)
+    assert ("model.flow.num_layers" in diff(dict(rows)["+ 2D pose condition"], realnvp)) == (
+        full.model.flow.num_layers != PROHMR_FLOW_LAYERS)
 
 
 @pytest.mark.parametrize("full", [SYNTHETIC_CPU, PAPER_FULL], ids=["synthetic", "paper"])
@@ -60,7 +61,7 @@ def test_table3_baseline_rows_are_prohmr_with_l2d_all_at_1e_3(full):
         assert (loss.random_2d_loss, loss.random_2d_weight, loss.mmd_weight, loss.mask_weight) == (
             "all", 1e-3, 0.0, 0.0), label
     for label in ("ProHMR (baseline)", "+ bbox info", "+ 2D pose condition"):
-        assert (rows[label].model.flow, rows[label].model.flow_layers) == ("glow", 4), label
+        assert (rows[label].model.flow.kind, rows[label].model.flow.num_layers) == ("glow", 4), label
     assert (rows["+ L_MMD"].loss.random_2d_weight, rows["+ L_MMD"].loss.mmd_weight) == (
         full.loss.random_2d_weight, full.loss.mmd_weight)
     baseline = rows["ProHMR (baseline)"].model

@@ -1,7 +1,7 @@
 """SMPL-X / SMPL bodies, their fast keypoint path, kinematics helpers and SMPL-X -> SMPL conversion.
 
 The licensed model files cannot be downloaded: fixtures write model files with the real keys,
-shapes and kinematic trees and random values (``humr.bodies.fake_files``). References are
+shapes and kinematic trees and random values (``humr.testing.body_files``). References are
 independent computations: ``smplx``'s own layers, a brute-force 4x4 kinematic chain, dense
 linear blend skinning of every vertex, numpy on the raw file arrays.
 """
@@ -33,14 +33,6 @@ from humr.bodies.conversion import (
     load_smplx_to_smpl,
     smplx_to_smpl_vertices,
 )
-from humr.bodies.fake_files import (
-    SMPL_PARENTS,
-    SMPLX_PARENTS,
-    write_h36m_regressor,
-    write_smpl_npz,
-    write_smplx_npz,
-    write_smplx_to_smpl_pkl,
-)
 from humr.bodies.kinematics import (
     RegressedKeypoints,
     fold_skinning_weights,
@@ -51,6 +43,14 @@ from humr.bodies.kinematics import (
 )
 from humr.bodies.smpl_body import SMPL_FACE_VERTICES
 from humr.bodies.smplx_body import SMPLX_FACE_VERTICES, SMPLX_JOINT_NAMES
+from humr.testing.body_files import (
+    SMPL_PARENTS,
+    SMPLX_PARENTS,
+    write_h36m_regressor,
+    write_smpl_npz,
+    write_smplx_npz,
+    write_smplx_to_smpl_pkl,
+)
 
 SETTINGS = settings(max_examples=8, deadline=None)
 ATOL = 1e-5
@@ -471,7 +471,7 @@ def test_importing_bodies_does_not_import_anny_or_smplx():
 
 @pytest.mark.parametrize("how", ["truncated", "corrupted"])
 def test_a_damaged_model_file_is_named_and_said_damaged(tmp_path, how):
-    from humr.bodies.fake_files import write_damaged_copy
+    from humr.testing.body_files import write_damaged_copy
 
     good = write_smplx_npz(tmp_path / "good" / "SMPLX_NEUTRAL.npz", num_vertices=300, num_shape_components=3)
     bad = write_damaged_copy(good, tmp_path / how / "SMPLX_NEUTRAL.npz", how)

@@ -176,7 +176,7 @@ def test_table_prints_the_calibration_group():
 
 def test_protocol_joints_take_the_visibility_of_their_coco_namesakes():
     from humr.bodies.base import COCO17_NAMES, H36M14_NAMES, SMPL24_NAMES
-    from humr.training.evaluation import coco_visibility_index
+    from humr.experiment.evaluation import coco_visibility_index
 
     h36m = coco_visibility_index(H36M14_NAMES).tolist()
     assert [COCO17_NAMES[i] for i in h36m[:12]] == ["coco_" + n[len("h36m_"):] for n in H36M14_NAMES[:12]]

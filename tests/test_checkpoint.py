@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from humr.config import ExperimentConfig, ModelConfig, config_to_dict, save_config
+from humr.flows import FlowConfig
 from humr.training.checkpoint import EXPECTED, load_checkpoint
 
-SMALL = {"pose_hidden": 16, "pose_features": 8, "flow_layers": 2, "flow_hidden": 16, "head_hidden": 16}
+SMALL = {"pose_hidden": 16, "pose_features": 8, "flow": FlowConfig(num_layers=2, hidden_features=16),
+         "head_hidden": 16}
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -50,7 +52,7 @@ def _every_loader(path: Path):
 @pytest.fixture(scope="module")
 def trained(tiny_config, tiny_datasets, tmp_path_factory):
     """A one-step small-CNN run written by the trainer, then moved to another folder."""
-    from humr.training.run import train
+    from humr.experiment.run import train
 
     first = tmp_path_factory.mktemp("trained") / "run"
     config = replace(tiny_config, train=replace(tiny_config.train, output_dir=str(first), max_steps=1))
@@ -128,9 +130,9 @@ def _not_checkpoints(trained, tmp_path: Path) -> dict[str, Path]:
 
 
 def test_files_that_are_not_humr_checkpoints_get_one_line_naming_them(trained, tmp_path):
+    from humr.experiment.recipe import main_evaluate
     from humr.inference import load_model
     from humr.training.module import HumrLightning
-    from humr.training.recipe import main_evaluate
 
     for kind, path in _not_checkpoints(trained, tmp_path).items():
         for load in (load_checkpoint, load_model, lambda p: HumrLightning.from_checkpoint(str(p))):
@@ -155,7 +157,7 @@ def test_a_missing_checkpoint_names_where_it_was_looked_for(tmp_path):
 def test_weights_that_do_not_fit_their_config_are_refused(trained, tmp_path):
     config, _, path = trained
     checkpoint = torch.load(path, weights_only=True)
-    other = replace(config, model=replace(config.model, flow_layers=1))
+    other = replace(config, model=replace(config.model, flow=replace(config.model.flow, num_layers=1)))
     checkpoint["hyper_parameters"]["config"] = config_to_dict(other)
     torch.save(checkpoint, tmp_path / "mismatch.ckpt")
     with pytest.raises(ValueError, match="do not fit the model its config describes"):

@@ -15,16 +15,17 @@ import pytest
 
 from humr.ablations import sample_count_rows, table3_rows, table_s2_rows
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig, load_config, override, save_config
-from humr.training.cli import _leaves, parse_config
+from humr.experiment.cli import _leaves, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _flat(config) -> dict:
+    """Every leaf by its dotted name (sections nest: ``model.flow.num_layers``)."""
     out = {}
-    for name, value in dataclasses.asdict(config).items():
+    for name, value in (dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config).items():
         if isinstance(value, dict):
-            out.update({f"{name}.{k}": v for k, v in value.items()})
+            out.update({f"{name}.{k}": v for k, v in _flat(value).items()})
         else:
             out[name] = value
     return out
@@ -34,6 +35,58 @@ def test_json_round_trip(tmp_path):
     for config in (PAPER_FULL, SYNTHETIC_CPU):
         save_config(config, tmp_path / "c.json")
         assert load_config(tmp_path / "c.json") == config
+
+
+FLOW_FLAGS = [
+    "--model.flow.num_layers", "2", "--model.flow.hidden_features", "8", "--model.flow.clamp", "1.5",
+    "--model.flow.zero_init", "false", "--model.flow.permutation_seed", "7",
+]
+
+
+def test_every_flow_setting_reaches_the_model_and_its_config_json(tmp_path):
+    """``model.flow`` is the flow's own config: settings the flat fields could not carry
+    (``zero_init``, ``permutation_seed``) reach the flow, and config.json keeps them."""
+    import torch
+
+    from humr.flows.linear import FixedPermutation
+    from humr.training.checkpoint import build_model
+
+    config = parse_config(SYNTHETIC_CPU, FLOW_FLAGS)
+    save_config(config, tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text())["model"]["flow"]["permutation_seed"] == 7
+    assert load_config(tmp_path / "c.json") == config
+    models = {}
+    for zero_init in (True, False):
+        run = override(config, {"model.flow.zero_init": zero_init})
+        with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
+            torch.manual_seed(0)
+            models[zero_init] = build_model(run)
+    flow = models[False].flow
+    d = 6 * models[False].num_pose_joints
+    permutations = [m.permutation for m in flow.modules() if isinstance(m, FixedPermutation)]
+    assert len(permutations) == 2 and flow.clamp == 1.5
+    for i, permutation in enumerate(permutations):  # seed 7 + block i, drawn by a local generator
+        expected = torch.randperm(d, generator=torch.Generator().manual_seed(7 + i))
+        assert torch.equal(permutation, expected)
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 2, d, dtype=torch.float64, generator=gen)
+    context = torch.randn(3, flow.context_features, generator=gen)
+    with torch.no_grad():
+        identity = models[True].flow.double().transform(z, context.double())
+        moved = flow.double().transform(z, context.double())
+    # zero_init: identity couplings, so the flow only permutes z; --model.flow.zero_init false: not
+    assert torch.allclose(identity.sort(-1).values, z.sort(-1).values)
+    assert not torch.allclose(moved.sort(-1).values, z.sort(-1).values)
+
+
+def test_configs_with_the_flat_flow_fields_of_older_runs_still_load(tmp_path):
+    data = dataclasses.asdict(parse_config(SYNTHETIC_CPU, FLOW_FLAGS[:6]))
+    flow = data["model"].pop("flow")
+    data["model"].update(flow=flow["kind"], flow_layers=flow["num_layers"],
+                         flow_hidden=flow["hidden_features"], flow_clamp=flow["clamp"])
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    loaded = load_config(tmp_path / "old.json").model.flow
+    assert (loaded.kind, loaded.num_layers, loaded.hidden_features, loaded.clamp) == ("realnvp", 2, 8, 1.5)
 
 
 def _names(hint) -> tuple[str, ...]:
@@ -64,14 +117,20 @@ def test_every_field_is_overridable_from_the_command_line():
             new, text = "x_" + str(current), "x_" + str(current)
         argv += [f"--{dotted}", text]
         expected[dotted] = new
+    # Glow refuses the RealNVP-only settings changed above (clamp, permutation seed): its kind
+    # changes in a run of its own.
+    kind = argv.index("--model.flow.kind")
+    argv, glow = argv[:kind] + argv[kind + 2 :], expected.pop("model.flow.kind")
     config = parse_config(SYNTHETIC_CPU, argv)
     flat = _flat(config)
     assert {k: flat[k] for k in expected} == expected
+    assert parse_config(SYNTHETIC_CPU, ["--model.flow.kind", glow]).model.flow.kind == glow == "glow"
 
 
 def test_aliases_and_errors():
     config = parse_config(
-        SYNTHETIC_CPU, ["--steps", "7", "--body", "smplx", "--body-model-dir", "/x", "--devices", "2"]
+        SYNTHETIC_CPU,
+        ["--steps", "7", "--body", "smplx", "--body-model-dir", "/x", "--devices", "2", "--flow", "glow"],
     )
     assert (config.train.max_steps, config.body, config.body_model_path, config.train.devices) == (
         7,
@@ -79,6 +138,7 @@ def test_aliases_and_errors():
         "/x",
         2,
     )
+    assert config.model.flow.kind == "glow"
     with pytest.raises(SystemExit):
         parse_config(SYNTHETIC_CPU, ["--loss.no_such_field", "1"])
     with pytest.raises(ValueError, match="no field"):
@@ -97,13 +157,13 @@ def test_table3_adds_one_component_per_row():
     expected = [  # (tests/test_ablations.py checks them against the paper's row names)
         {"model.use_bbox_info"},
         {"model.use_pose_condition"},
-        {"model.flow"},  # SYNTHETIC_CPU's flow already has ProHMR's 4 layers
+        {"model.flow.kind"},  # SYNTHETIC_CPU's flow already has ProHMR's 4 layers
         {"loss.mmd_weight", "loss.random_2d_loss", "loss.random_2d_weight"},
         {"loss.mask_weight"},
     ]
     for (_, prev), (_, cur), want in zip(rows, rows[1:], expected):
         assert _diff(prev, cur) == want
-    assert rows[0][1].model.flow == "glow" and rows[0][1].loss.mmd_weight == 0
+    assert rows[0][1].model.flow.kind == "glow" and rows[0][1].loss.mmd_weight == 0
 
 
 def test_table_s2_and_sample_count_rows():
@@ -129,8 +189,8 @@ CPU_BUDGET = {
     "model.freeze_encoder",
     "model.pose_hidden",
     "model.pose_features",
-    "model.flow_layers",
-    "model.flow_hidden",
+    "model.flow.num_layers",
+    "model.flow.hidden_features",
     "model.head_hidden",
     "data.dataset",
     "data.image_size",
@@ -186,10 +246,11 @@ BAD_VALUES = [
     ("data.test_dataset", "h36m"),
     ("data.batch_size", 0),
     ("data.num_workers", -1),
-    ("model.flow", "foo"),
+    ("model.flow.kind", "foo"),
     ("model.encoder", "resnet"),
-    ("model.flow_clamp", 0.0),
-    ("model.flow_layers", 0),
+    ("model.flow.clamp", 0.0),
+    ("model.flow.num_layers", 0),
+    ("model.flow.zero_init", "yes"),
     ("eval.test_focal", "exif"),
     ("eval.num_hypotheses", 0),
     ("eval.uncertain_threshold_mm", -5.0),
@@ -204,8 +265,11 @@ def test_each_bad_value_raises_naming_its_field_wherever_the_config_comes_from(f
         override(SYNTHETIC_CPU, {field: value})
     # The same value in a config.json (lists and all, as JSON writes them).
     data = dataclasses.asdict(SYNTHETIC_CPU)
-    section, _, leaf = field.rpartition(".")
-    (data[section] if section else data)[leaf] = list(value) if isinstance(value, tuple) else value
+    *sections, leaf = field.split(".")
+    where = data
+    for section in sections:  # model.flow.kind: the flow's section inside the model's
+        where = where[section]
+    where[leaf] = list(value) if isinstance(value, tuple) else value
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=named):
         load_config(tmp_path / "config.json")
@@ -214,7 +278,8 @@ def test_each_bad_value_raises_naming_its_field_wherever_the_config_comes_from(f
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model.flow", "foo"], "--model.flow: expected one of realnvp, glow, found 'foo'"),
+        (["--model.flow.kind", "foo"], "--model.flow.kind: expected one of realnvp, glow, found 'foo'"),
+        (["--flow", "foo"], "--flow: expected one of realnvp, glow, found 'foo'"),
         (["--loss.mmd_weight", "nan"], "loss.mmd_weight: expected a finite value >= 0, found nan"),
         (["--loss.mmd_bandwidths", "-1"], "loss.mmd_bandwidths: expected a finite value > 0"),
         (["--loss.uncertain_threshold", "2"], "loss.uncertain_threshold: expected a value in [0, 1]"),
@@ -222,7 +287,7 @@ def test_each_bad_value_raises_naming_its_field_wherever_the_config_comes_from(f
     ],
 )
 def test_the_recipes_refuse_a_bad_flag_naming_it_before_any_folder_exists(argv, message, tmp_path, capsys):
-    from humr.training.recipe import main_full
+    from humr.experiment.recipe import main_full
 
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exited:
@@ -232,7 +297,7 @@ def test_the_recipes_refuse_a_bad_flag_naming_it_before_any_folder_exists(argv, 
 
 
 def test_an_unknown_data_set_is_named_before_the_body_or_any_folder(tmp_path):
-    from humr.training.recipe import main_full
+    from humr.experiment.recipe import main_full
 
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="data.dataset: unknown training set 'foo'"):
@@ -253,13 +318,13 @@ def test_config_names_agree_with_the_code_that_uses_them():
     from lightning.fabric.connector import _PRECISION_INPUT_STR
 
     from humr.bodies.factory import BODY_NAMES
-    from humr.config import BodyName, FlowName, Precision, TestSetName
+    from humr.config import BodyName, Precision, TestSetName
+    from humr.experiment.real_data import TEST_SETS
     from humr.flows import FLOW_KINDS
     from humr.training.precision import NATIVE_BF16_FLAGS, resolve_precision
-    from humr.training.real_data import TEST_SETS
 
     assert set(typing.get_args(BodyName)) == set(BODY_NAMES)
-    assert set(typing.get_args(FlowName)) == set(FLOW_KINDS)
+    assert set(typing.get_args(dict(_leaves(ExperimentConfig))["model.flow.kind"])) == set(FLOW_KINDS)
     assert set(typing.get_args(TestSetName)) == set(TEST_SETS)
     # "auto" is humr's own and resolves to one of Lightning's names (humr.training.precision)
     assert set(typing.get_args(Precision)) - {"auto"} <= set(typing.get_args(_PRECISION_INPUT_STR))
@@ -272,7 +337,7 @@ def test_config_names_agree_with_the_code_that_uses_them():
 def test_help_lists_tiny_and_keeps_the_recipes_line_breaks(recipe, monkeypatch, capsys):
     import sys
 
-    from humr.training.recipe import main_full, main_rows
+    from humr.experiment.recipe import main_full, main_rows
 
     source = (ROOT / "recipes" / f"{recipe}.py").read_text()
     doc = ast.get_docstring(ast.parse(source), clean=False)  # what Python makes of it

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,8 +14,9 @@ pytest.importorskip("matplotlib")
 import matplotlib.image as mpimg  # noqa: E402
 from matplotlib.path import Path  # noqa: E402
 
+from humr.data.render import rasterize  # noqa: E402
 from humr.eval.plots import plot_joint_hypotheses, plot_mesh_hypotheses, plot_min_of_n  # noqa: E402
-from humr.eval.render import rasterize, render_mesh, view_vertices  # noqa: E402
+from humr.eval.render import render_mesh, view_vertices  # noqa: E402
 
 GREEN = (0.0, 1.0, 0.0)
 
@@ -100,35 +102,53 @@ def test_mesh_hypotheses_png_size_and_panel_colours(tmp_path):
             assert np.allclose(img[row * ph + 2, s * pw + 2], 1.0)  # white background in the corner
 
 
+def _rasterize_one(screen: np.ndarray, faces: np.ndarray, h: int, w: int, perspective: bool = False):
+    """Face index ``(H, W)`` of triangles ``screen (V, 3)`` = ``(x, y, depth)``, centres at integers."""
+    pts, depth = torch.from_numpy(screen[None, :, :2]), torch.from_numpy(screen[None, :, 2])
+    return rasterize(pts, depth, torch.from_numpy(faces), (h, w), perspective=perspective)[0].numpy()
+
+
 def test_rasterize_coverage_matches_point_in_triangle():
     rng = np.random.default_rng(0)
     h, w = 23, 31
-    centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).reshape(-1, 2)
+    centres = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
     for _ in range(20):
         tri = rng.uniform([-5, -5], [w + 5, h + 5], (3, 2))
-        screen = np.concatenate([tri, np.zeros((3, 1))], 1)
-        face, depth = rasterize(screen, np.array([[0, 1, 2]]), h, w)
+        screen = np.concatenate([tri, np.ones((3, 1))], 1)
+        face = _rasterize_one(screen, np.array([[0, 1, 2]]), h, w)
         # the sign of matplotlib's radius depends on the path's orientation: take both
         a, b = (Path(tri).contains_points(centres, radius=r) for r in (-1e-6, 1e-6))
         strictly_inside, near_or_inside = a & b, a | b
         covered = face.reshape(-1) == 0
         assert covered[strictly_inside].all() and not covered[~near_or_inside].any()
-        assert np.isinf(depth.reshape(-1)[~covered]).all()
+        assert (face.reshape(-1)[~covered] == -1).all()
 
 
+@pytest.mark.parametrize("perspective", [False, True])
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
-def test_zbuffer_keeps_the_nearest_triangle_whatever_the_order(order):
+def test_zbuffer_keeps_the_nearest_triangle_whatever_the_order(order, perspective):
     near = [[0.0, 0.0, 1.0], [20.0, 0.0, 1.0], [0.0, 20.0, 1.0]]
     far = [[0.0, 0.0, 5.0], [20.0, 20.0, 5.0], [0.0, 20.0, 5.0]]
-    screen = np.array(near + far)
+    screen = np.array(near + far) - [0.5, 0.5, 0.0]  # pixel centres at +0.5 of the corners' frame
     faces = np.array([[0, 1, 2], [3, 4, 5]])[list(order)]
-    face, depth = rasterize(screen, faces, 20, 20)
+    face = _rasterize_one(screen, faces, 20, 20, perspective)
     near_id = order.index(0)
-    # near covers x + y <= 20, far covers y >= x (pixel centres at +0.5)
-    assert face[2, 1] == near_id and depth[2, 1] == 1.0  # both: the near one
-    assert face[18, 10] == 1 - near_id and depth[18, 10] == 5.0  # only far
+    # near (depth 1) covers x + y <= 20, far (depth 5) covers y >= x
+    assert face[2, 1] == near_id  # both: the near one
+    assert face[18, 10] == 1 - near_id  # only far
     assert face[2, 15] == near_id  # only near
     assert face[10, 3] == near_id  # both again
+
+
+def test_depth_is_interpolated_linearly_for_orthographic_views():
+    """A triangle with corner depths 1, 1, 9 against a flat one at depth 2.5: at the centroid its
+    depth is 11/3 interpolated linearly (orthographic) but 3 / (1 + 1 + 1/9) = 1.42 with ``1/z``
+    linear (perspective), so the two modes keep different faces there."""
+    slanted = [[0.0, 0.0, 1.0], [30.0, 0.0, 1.0], [0.0, 30.0, 9.0]]
+    flat = [[0.0, 0.0, 2.5], [30.0, 0.0, 2.5], [0.0, 30.0, 2.5]]
+    screen, faces = np.array(slanted + flat), np.array([[0, 1, 2], [3, 4, 5]])
+    assert _rasterize_one(screen, faces, 30, 30, perspective=False)[10, 10] == 1  # the flat one
+    assert _rasterize_one(screen, faces, 30, 30, perspective=True)[10, 10] == 0  # the slanted one
 
 
 def test_render_mesh_fills_the_projected_silhouette_and_side_view_turns_it():
@@ -153,7 +173,7 @@ def test_bad_plot_inputs_raise(tmp_path):
         plot_joint_hypotheses(np.zeros((8, 8, 3)), np.zeros((5, 2)), np.zeros(2), tmp_path / "x.png",
                               size=(0, 5))
     with pytest.raises(ValueError, match="faces"):
-        rasterize(np.zeros((3, 3)), np.array([[0, 1, 3]]), 4, 4)
+        rasterize(torch.zeros(1, 3, 2), torch.ones(1, 3), torch.tensor([[0, 1, 3]]), (4, 4))
     with pytest.raises(ValueError, match="curves"):
         plot_min_of_n({}, tmp_path / "c.png")
 
@@ -165,8 +185,8 @@ def test_evaluation_draws_every_picture_even_for_one_hypothesis(tiny_config, tin
     import torch
 
     from humr.bodies.factory import build_body
+    from humr.experiment.evaluation import evaluate
     from humr.model.humr_model import HumrModel
-    from humr.training.evaluation import evaluate
 
     with torch.random.fork_rng():
         torch.random.manual_seed(0)  # a fixed untrained model, without touching the caller's RNG

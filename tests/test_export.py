@@ -15,8 +15,8 @@ trimesh = pytest.importorskip("trimesh")
 
 @pytest.fixture(scope="module")
 def body(tmp_path_factory):
-    from humr.bodies.fake_files import write_smplx_npz
     from humr.bodies.smplx_body import SMPLXBody
+    from humr.testing.body_files import write_smplx_npz
 
     return SMPLXBody(write_smplx_npz(tmp_path_factory.mktemp("smplx") / "SMPLX_NEUTRAL.npz", seed=5))
 

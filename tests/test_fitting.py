@@ -210,8 +210,8 @@ def test_bad_config_and_start_raise(model, batch):
 
 def test_fitting_works_with_smplx(tiny_config, batch, tmp_path):
     """The same fit through SMPL-X's fast keypoint path (stand-in model files, 10 betas)."""
-    from humr.bodies.fake_files import write_smplx_npz
     from humr.bodies.smplx_body import SMPLXBody
+    from humr.testing.body_files import write_smplx_npz
 
     path = write_smplx_npz(tmp_path / "SMPLX_NEUTRAL.npz", num_vertices=9930, num_shape_components=20)
     smplx_model = perturb_flow(HumrModel(tiny_config.model, SMPLXBody(path, num_shape=10)), seed=5)
@@ -225,7 +225,7 @@ def test_fitting_works_with_smplx(tiny_config, batch, tmp_path):
 def test_evaluate_fitting_rows_start_from_the_models_hypotheses(model, tiny_config, tiny_datasets):
     """A fit of zero steps has exactly the metrics of the model's own hypotheses (same starts),
     and a fit of a few steps lowers the mode's 2D error to the detector keypoints' ground truth."""
-    from humr.training.fit_eval import evaluate_fitting
+    from humr.experiment.fit_eval import evaluate_fitting
 
     eval_config = replace(tiny_config.eval, max_images=4, batch_size=2, pve=False)
     rows = {

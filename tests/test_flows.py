@@ -437,6 +437,10 @@ def test_bad_inputs_raise_value_error_naming_the_argument(kind, case):
         ("num_layers", lambda: FlowConfig(num_layers=0)),
         ("hidden_features", lambda: FlowConfig(hidden_features=-1)),
         ("clamp", lambda: FlowConfig(clamp=float("nan"))),
+        ("clamp", lambda: FlowConfig(kind="glow", clamp=3.0)),  # Glow has no clamp: not ignored
+        ("permutation_seed", lambda: FlowConfig(kind="glow", permutation_seed=1)),  # nor permutations
+        ("permutation_seed", lambda: FlowConfig(permutation_seed=-1)),
+        ("zero_init", lambda: FlowConfig(zero_init="yes")),
         ("clamp", lambda: ConditionalRealNVP(D, C, clamp=0.0)),
         ("features", lambda: ConditionalRealNVP(1, C)),
         ("context_features", lambda: ConditionalGlow(D, 0)),

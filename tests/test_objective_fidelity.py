@@ -16,6 +16,7 @@ import torch
 
 import humr.training.objective as objective
 from humr.config import LossConfig, ModelConfig
+from humr.flows import FlowConfig
 from humr.losses.mask import default_tolerance, lookup_distance_map, mask_to_distance_map
 from humr.rotations import axis_angle_to_matrix, matrix_to_rot6d
 from humr.training.objective import LOSS_NAMES, training_losses
@@ -23,17 +24,17 @@ from humr.training.objective import LOSS_NAMES, training_losses
 REGRESSOR_TERMS = ("pose_regression", "joints_3d")
 
 TINY = ModelConfig(
-    encoder="features", image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=32,
-    head_hidden=32,
+    encoder="features", image_features=16, pose_hidden=16, pose_features=8,
+    flow=FlowConfig(num_layers=2, hidden_features=32), head_hidden=32,
 )
 IMQ_BANDWIDTHS = (0.05, 0.2, 0.9)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from humr.bodies.fake_files import write_smplx_npz
     from humr.bodies.smplx_body import SMPLXBody
     from humr.model.humr_model import HumrModel
+    from humr.testing.body_files import write_smplx_npz
 
     path = write_smplx_npz(tmp_path_factory.mktemp("smplx") / "SMPLX_NEUTRAL.npz", num_shape_components=300)
     with torch.random.fork_rng(devices=[]):

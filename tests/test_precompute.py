@@ -11,9 +11,9 @@ import torch
 
 from humr.data import precompute
 from humr.data.bedlam_cliff import BedlamCliffDataset, FilterConfig
-from humr.data.fake_real import write_fake_dataset, write_tiny_vitpose
 from humr.data.heatmaps import heatmap_to_image
 from humr.data.sample_store import ArrayStore, HeatmapSampleStore
+from humr.testing.real_files import write_fake_dataset, write_tiny_vitpose
 
 NO_FILTER = FilterConfig(enabled=False)
 

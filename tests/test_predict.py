@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from humr.bodies.fake_files import write_smplx_npz
 from humr.config import ExperimentConfig, ModelConfig, config_to_dict
-from humr.data.fake_real import write_tiny_vitpose
+from humr.flows import FlowConfig
 from humr.inference import PersonBox, load_model, read_boxes
+from humr.testing.body_files import write_smplx_npz
+from humr.testing.real_files import write_tiny_vitpose
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 BOXES = [
@@ -49,7 +50,8 @@ def checkpoint(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ckpt")
     write_smplx_npz(d / "smplx" / "SMPLX_NEUTRAL.npz", seed=1)
     model = ModelConfig(
-        image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
+        image_features=16, pose_hidden=16, pose_features=8, flow=FlowConfig(num_layers=2, hidden_features=16),
+        head_hidden=16,
     )
     config = ExperimentConfig(body="smplx", body_model_path=str(d / "smplx"), model=model)
     with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
@@ -216,8 +218,8 @@ def test_predict_recipe_writes_consistent_hypotheses(tmp_path, images, checkpoin
 
 
 def test_precompute_heatmaps_recipe_writes_a_store(tmp_path, vitpose_dir):
-    from humr.data.fake_real import write_fake_dataset
     from humr.data.sample_store import HeatmapSampleStore
+    from humr.testing.real_files import write_fake_dataset
 
     write_fake_dataset(tmp_path / "data", "agora", num_rows=3, samples_layout=None)
     _recipe("precompute_heatmaps").main(
@@ -245,7 +247,8 @@ def test_predict_with_the_anny_body_draws_mesh_pictures(tmp_path, images, vitpos
     from humr.training.module import HumrLightning
 
     model = ModelConfig(
-        image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
+        image_features=16, pose_hidden=16, pose_features=8, flow=FlowConfig(num_layers=2, hidden_features=16),
+        head_hidden=16,
     )
     config = ExperimentConfig(body="anny", model=model)
     with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched

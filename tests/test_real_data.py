@@ -1,5 +1,5 @@
 """Real-data readers, augmentation, masks, mixtures and heatmap-sample stores on miniature data
-sets written in the real formats (humr.data.fake_real)."""
+sets written in the real formats (humr.testing.real_files)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,9 @@ from humr.data.bedlam_cliff import (
     COCO25_TO_COCO17,
     BedlamCliffDataset,
     FilterConfig,
-    MixtureSampler,
     filter_rows,
     load_annotations,
-    make_mixture,
 )
-from humr.data.fake_real import write_fake_dataset
 from humr.data.fields import check_sample
 from humr.data.masks import (
     AGORA_BACKGROUND,
@@ -42,6 +39,7 @@ from humr.data.masks import (
     detect_object_occlusion,
     read_person_mask,
 )
+from humr.data.mixture import MixtureDataset
 from humr.data.sample_store import (
     ArrayStore,
     HeatmapSampleStore,
@@ -50,6 +48,7 @@ from humr.data.sample_store import (
     reference_sample_path,
     write_reference_samples,
 )
+from humr.testing.real_files import write_fake_dataset
 
 NO_FILTER = FilterConfig(enabled=False)
 
@@ -499,40 +498,12 @@ def test_filter_matches_brute_force(tmp_path):
     assert len(BedlamCliffDataset(replace(fake.spec, split="test"))) == 6  # test sets are never filtered
 
 
-def test_mixture_realises_ratios():
-    lengths, ratios = [5, 50, 500], [0.5, 0.3, 0.2]
-    sampler = MixtureSampler(lengths, ratios, num_samples=20_000, generator=torch.Generator().manual_seed(0))
-    idx = sampler.draw().numpy()
-    assert idx.min() >= 0 and idx.max() < sum(lengths)
-    which = np.searchsorted(np.cumsum(lengths), idx, side="right")
-    freq = np.bincount(which, minlength=3) / len(idx)
-    sigma = np.sqrt(np.array(ratios) * (1 - np.array(ratios)) / len(idx))
-    assert (np.abs(freq - ratios) < 4 * sigma).all()
-    # Within a data set every item is drawn (uniform).
-    assert set(idx[which == 0].tolist()) == set(range(5))
-    # Default: proportional to the lengths.
-    freq = (
-        np.bincount(
-            np.searchsorted(
-                np.cumsum(lengths), MixtureSampler(lengths, num_samples=20_000).draw().numpy(), side="right"
-            ),
-            minlength=3,
-        )
-        / 20_000
-    )
-    assert np.abs(freq - np.array(lengths) / 555).max() < 0.02
-    with pytest.raises(ValueError, match="ratios"):
-        MixtureSampler(lengths, [1.0, -1.0, 1.0])
-    with pytest.raises(ValueError, match="ratios"):
-        MixtureSampler(lengths, [1.0, 1.0])
-
-
 def test_mixture_loader_collates_real_items(fakes):
     sets = [BedlamCliffDataset(fakes[k].spec, filter=NO_FILTER) for k in ("bedlam", "agora", "3dpw_train")]
-    concat, sampler = make_mixture(
-        sets, [1.0, 1.0, 2.0], num_samples=4, generator=torch.Generator().manual_seed(1)
-    )
-    batch = next(iter(torch.utils.data.DataLoader(concat, batch_size=4, sampler=sampler)))
+    mixture = MixtureDataset(sets, [1.0, 1.0, 2.0], length=4, seed=1)
+    loader = torch.utils.data.DataLoader(mixture, batch_size=4, shuffle=True,
+                                         generator=torch.Generator().manual_seed(1))
+    batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 224, 224) and batch["pose"].shape == (4, 22, 3, 3)
     assert batch["heatmap_samples"].shape == (4, 17, 150, 2) and batch["distance_map"].shape == (4, 224, 224)
 

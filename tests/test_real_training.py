@@ -1,7 +1,7 @@
 """Real data in training and evaluation: configs, mixtures, one training step, the Tables 1/2 protocols.
 
-Everything runs on miniature data sets in the real formats (``humr.data.fake_real``) and stand-in
-SMPL-X / SMPL files (``humr.bodies.fake_files``): random bodies, real code paths.
+Everything runs on miniature data sets in the real formats (``humr.testing.real_files``) and stand-in
+SMPL-X / SMPL files (``humr.testing.body_files``): random bodies, real code paths.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from humr.bodies.fake_files import write_h36m_regressor, write_smpl_npz, write_smplx_npz
 from humr.config import PAPER_FULL, DataConfig, EvalConfig, ModelConfig
-from humr.data.fake_real import write_fake_dataset
 from humr.data.fields import check_sample
-from humr.training.real_data import (
-    MixtureDataset,
+from humr.data.mixture import MixtureDataset
+from humr.experiment.real_data import (
     build_real_datasets,
     check_real_data_config,
     evaluation_protocol,
     train_specs,
 )
+from humr.flows import FlowConfig
+from humr.testing.body_files import write_h36m_regressor, write_smpl_npz, write_smplx_npz
+from humr.testing.real_files import write_fake_dataset
 
 SETTINGS = settings(max_examples=25, deadline=None)
 GENDER_SEEDS = {"NEUTRAL": 11, "MALE": 12, "FEMALE": 13}
@@ -286,7 +287,8 @@ def _model(files, body_path: Path):
     from humr.model.humr_model import HumrModel
 
     config = ModelConfig(
-        image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=16, head_hidden=16
+        image_features=16, pose_hidden=16, pose_features=8, flow=FlowConfig(num_layers=2, hidden_features=16),
+        head_hidden=16,
     )
     with torch.random.fork_rng(devices=[]):  # a fixed initialisation, the global RNG untouched
         torch.manual_seed(0)
@@ -310,7 +312,7 @@ def test_protocols_match_a_brute_force_computation(root, files, test_dataset):
     import smplx
     from smplx.utils import Struct
 
-    from humr.training.evaluation_real import evaluate_real
+    from humr.experiment.evaluation_real import evaluate_real
 
     config = DataConfig(dataset="agora", root=str(root), image_size=64, test_dataset=test_dataset)
     _, test = build_real_datasets(config, "smplx")
@@ -377,7 +379,7 @@ def test_protocols_match_a_brute_force_computation(root, files, test_dataset):
 
 
 def test_missing_evaluation_files_fail_before_loading(files, tmp_path):
-    from humr.training.evaluation_real import check_real_eval_config
+    from humr.experiment.evaluation_real import check_real_eval_config
 
     good = _eval_config(files)
     check_real_eval_config(good, "3dpw")
@@ -428,10 +430,10 @@ def _recipe_args(root, files, out: Path) -> list[str]:
 
 
 def test_one_training_step_on_real_data(root, files, tmp_path):
+    from humr.experiment.cli import parse_config
+    from humr.experiment.recipe import defaults_for
+    from humr.experiment.run import train
     from humr.inference import load_model
-    from humr.training.cli import parse_config
-    from humr.training.recipe import defaults_for
-    from humr.training.run import train
 
     argv = _recipe_args(root, files, tmp_path / "run")
     config = parse_config(defaults_for(argv), [a for a in argv if a != "--tiny"])
@@ -442,11 +444,18 @@ def test_one_training_step_on_real_data(root, files, tmp_path):
     assert loaded == config
     for name, value in module.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value)
+    # validation during training on real data measures with the test set's protocol (SMPL on EMDB)
+    from humr.experiment.run import _validation
+
+    callback = _validation(replace(config, train=replace(config.train, val_every=1, val_images=2)))
+    model = module.model.eval()
+    metrics = callback.evaluation(model, callback.dataset, callback.config, progress=False, seed=0)
+    assert metrics["protocol"] == "emdb" and np.isfinite(metrics["mpjpe_mode"])
 
 
 @pytest.mark.slow
 def test_paper_full_and_evaluate_recipes_on_real_data(root, files, tmp_path, capsys):
-    from humr.training.recipe import main_evaluate, main_full
+    from humr.experiment.recipe import main_evaluate, main_full
 
     out = tmp_path / "run"
     metrics = main_full(_recipe_args(root, files, out))

@@ -1,13 +1,16 @@
 """The reference-style pieces (full meshes, per-pixel mask distances) give the library's values.
 
-Only the parts computed independently are compared: hypotheses' keypoints read from fully skinned
+The parts computed independently are compared: hypotheses' keypoints read from fully skinned
 meshes against forward kinematics, and the mask loss decided per pixel against the distance-map
-look-up. (The rest of the reference-style step is the library's own code.)"""
+look-up. (The rest of the reference-style step is the library's own code, composed in
+``benchmarks/_reference_step.py``: one test checks that the composition gives every term.)"""
 
 from __future__ import annotations
 
 import math
+import sys
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,18 +19,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from humr.config import LossConfig, ModelConfig
+from humr.flows import FlowConfig
 from humr.losses.mask import lookup_distance_map, mask_loss, mask_to_distance_map
 from humr.rotations import axis_angle_to_matrix
-from humr.training.objective import invisible_joints
-from humr.training.reference_step import (
+from humr.training.objective import flow_nll, invisible_joints, training_losses
+
+# The reference-style step lives beside the benchmark that uses it (benchmarks/bench_train_step.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _reference_step import (  # noqa: E402
     pixel_mask_inside,
     reference_hypotheses,
     reference_mask_loss,
+    reference_training_losses,
 )
 
 TINY = ModelConfig(
-    encoder="features", image_features=16, pose_hidden=16, pose_features=8, flow_layers=2, flow_hidden=32,
-    head_hidden=32,
+    encoder="features", image_features=16, pose_hidden=16, pose_features=8,
+    flow=FlowConfig(num_layers=2, hidden_features=32), head_hidden=32,
 )
 
 
@@ -63,9 +71,9 @@ def unambiguous_mask(points: np.ndarray, size: int, extent: float, rng: np.rando
 
 @pytest.fixture(scope="module")
 def smplx_model(tmp_path_factory):
-    from humr.bodies.fake_files import write_smplx_npz
     from humr.bodies.smplx_body import SMPLXBody
     from humr.model.humr_model import HumrModel
+    from humr.testing.body_files import write_smplx_npz
 
     path = write_smplx_npz(tmp_path_factory.mktemp("smplx") / "SMPLX_NEUTRAL.npz", num_shape_components=300)
     with torch.random.fork_rng(devices=[]):  # the initialisation's draws are replaced below
@@ -152,6 +160,45 @@ def test_per_pixel_mask_loss_equals_the_look_up_on_a_steps_hypotheses(smplx_mode
     assert values[0] > 0
     torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
+def test_reference_step_gives_every_term_of_the_library_step(smplx_model):
+    """The step composed of the objective's pieces with the two reference-style replacements gives
+    the library's terms and total (same draws in the same order), on a mask where the two inside
+    tests agree at every hypothesis of an applied joint."""
+    model, config = smplx_model, LossConfig(num_samples=6)
+    b, seed = 3, 11
+    batch = small_batch(b, model.body.num_shape, 20, seed=2)
+    with torch.no_grad():  # the step's hypotheses: the NLL's noise is drawn first, then the latents
+        g = torch.Generator().manual_seed(seed)
+        context = model.condition(batch)
+        flow_nll(model, batch, context, config, g)
+        hyps = model(batch, config.num_samples, generator=g, context=context)
+    points = hyps.keypoints_2d[:, 1:].transpose(1, 2)  # (B, 17, n, 2)
+    apply = invisible_joints(batch, config) & batch["mask_valid"][:, None]
+    extent, size, rng = 1.1 * float(points.abs().max()), 24, np.random.default_rng(1)
+    masks = [unambiguous_mask(points[i][apply[i]].reshape(-1, 2).numpy(), size, extent, rng)
+             for i in range(b)]
+    dmap = mask_to_distance_map(np.stack(masks), extent=extent).double()
+    batch.update(distance_map=dmap, distance_map_extent=torch.full((b,), extent, dtype=torch.float64),
+                 heatmap_sample_mask_distance=lookup_distance_map(batch["heatmap_samples"], dmap, extent))
+    with torch.no_grad():
+        lib = training_losses(model, batch, config, torch.Generator().manual_seed(seed))
+        ref = reference_training_losses(model, batch, config, torch.Generator().manual_seed(seed),
+                                        mask_chunk=1)
+    assert list(ref.terms) == list(lib.terms)
+    assert lib.terms["mask"] > 0 and lib.terms["mmd"] != 0
+    close = {"rtol": 1e-4, "atol": 1e-6, "check_dtype": False}
+    for name, value in lib.terms.items():
+        torch.testing.assert_close(ref.terms[name], value, **close, msg=name)
+    weights = {"nll": config.nll_weight, "keypoint_2d": config.keypoint_2d_weight,
+               "shape": config.shape_weight, "orth": config.orth_weight, "mmd": config.mmd_weight,
+               "mask": config.mask_weight,
+               "random_2d": config.random_2d_weight, "camera_scale": config.camera_scale_weight,
+               "pose_regression": config.pose_regression_weight, "joints_3d": config.joints_3d_weight}
+    by_hand = sum(weights[name] * float(value) for name, value in ref.terms.items())
+    assert math.isclose(float(ref.total), by_hand, rel_tol=1e-9)
+    torch.testing.assert_close(ref.total, lib.total, **close)
 
 
 @settings(max_examples=30, deadline=None)

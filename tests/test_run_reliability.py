@@ -39,8 +39,8 @@ def _step(path: Path) -> int:
 def test_sigint_saves_the_current_step_exits_130_and_the_resumed_run_ends_at_the_same_step(
     tiny_config, tiny_datasets, tmp_path, monkeypatch, capsys
 ):
+    from humr.experiment.run import TrainingInterrupted, train
     from humr.training.module import HumrLightning
-    from humr.training.run import TrainingInterrupted, train
 
     config = _run_config(tiny_config, tmp_path / "run", steps=5)  # no periodic checkpoint before 100
     step = HumrLightning.training_step
@@ -127,7 +127,7 @@ def test_sigterm_stops_the_recipe_with_143_and_its_resume_command_finishes_the_r
 @pytest.fixture(scope="module")
 def finished_run(tiny_config, tiny_datasets, tmp_path_factory):
     """A tiny run trained to step 3, and the bytes of its config.json."""
-    from humr.training.run import train
+    from humr.experiment.run import train
 
     config = _run_config(tiny_config, tmp_path_factory.mktemp("finished"), steps=3)
     _, last = train(config, progress=False)
@@ -137,14 +137,14 @@ def finished_run(tiny_config, tiny_datasets, tmp_path_factory):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"model.flow_layers": 1}, r"model\.flow_layers: checkpoint 2, requested 1"),
+        ({"model.flow.num_layers": 1}, r"model\.flow\.num_layers: checkpoint 2, requested 1"),
         ({"loss.mmd_weight": 0.5, "train.lr": 1e-3}, r"loss\.mmd_weight: .*train\.lr: "),
         ({"train.max_steps": 3}, r"already at step 3; .*train\.max_steps > 3, found 3"),
         ({"train.max_steps": 2}, r"already at step 3"),
     ],
 )
 def test_a_resume_that_does_not_fit_refuses_before_touching_the_run(finished_run, change, message):
-    from humr.training.run import train
+    from humr.experiment.run import train
 
     config, last = finished_run
     folder = Path(config.train.output_dir)
@@ -155,7 +155,7 @@ def test_a_resume_that_does_not_fit_refuses_before_touching_the_run(finished_run
 
 
 def test_a_resume_may_change_what_does_not_define_the_run(finished_run, tmp_path):
-    from humr.training.run import check_resume
+    from humr.experiment.run import check_resume
 
     config, last = finished_run
     changed = override(

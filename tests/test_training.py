@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import default_collate
 
+from humr.bodies.base import ARTICULATED_COCO17
 from humr.config import LossConfig
 from humr.training.objective import (
-    ARTICULATED_COCO,
     LOSS_NAMES,
     draw_sample_indices,
     invisible_joints,
@@ -105,7 +105,7 @@ def test_drawn_indices_are_valid_and_distinct_while_possible(valid_rows, n, seed
 def test_articulated_joints_are_elbows_wrists_knees_ankles():
     from humr.bodies.base import COCO17_NAMES
 
-    names = {COCO17_NAMES[i].removeprefix("coco_").split("_", 1)[1] for i in ARTICULATED_COCO}
+    names = {COCO17_NAMES[i].removeprefix("coco_").split("_", 1)[1] for i in ARTICULATED_COCO17}
     assert names == {"elbow", "wrist", "knee", "ankle"}
 
 
@@ -161,7 +161,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(module_and_batch):
 
 
 def test_train_then_resume_continues_from_the_saved_step(tiny_config, tmp_path):
-    from humr.training.run import train
+    from humr.experiment.run import train
 
     config = replace(
         tiny_config,
@@ -192,7 +192,7 @@ def test_train_then_resume_continues_from_the_saved_step(tiny_config, tmp_path):
 )
 def test_bad_configuration_fails_before_training(tiny_config, field, value, message):
     from humr.config import override
-    from humr.training.run import train
+    from humr.experiment.run import train
 
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         train(override(tiny_config, {field: value}), progress=False)

@@ -95,8 +95,8 @@ def _hypotheses(body, b: int, s: int, g: torch.Generator) -> Hypotheses:
 
 
 def test_hypotheses_methods_agree_with_the_body_and_numpy(tmp_path):
-    from humr.bodies.fake_files import write_smplx_npz
     from humr.bodies.smplx_body import SMPLXBody
+    from humr.testing.body_files import write_smplx_npz
 
     body = SMPLXBody(write_smplx_npz(tmp_path / "SMPLX_NEUTRAL.npz", seed=2))
     g = torch.Generator().manual_seed(0)

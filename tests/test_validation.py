@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from humr.eval.accumulator import format_table
-from humr.training.recipe import parse_seeds
+from humr.experiment.recipe import parse_seeds
 from humr.training.validation import VALIDATION_METRICS, format_validation_line
 
 
@@ -21,9 +21,9 @@ def _rows(path):
 
 
 def test_a_tiny_run_writes_validation_columns_and_the_curve(tiny_config, tmp_path):
-    from humr.training.data import build_validation_set
-    from humr.training.evaluation import evaluate
-    from humr.training.run import train
+    from humr.experiment.data import build_validation_set
+    from humr.experiment.evaluation import evaluate
+    from humr.experiment.run import train
 
     config = replace(
         tiny_config,

@@ -19,3 +19,7 @@ def __getattr__(name: str):
 
         return AnnyBody
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"AnnyBody"})

@@ -25,6 +25,7 @@ __all__ = [
     "BODY_JOINT_NAMES",
     "BODY_JOINT_PARENTS",
     "COCO17_NAMES",
+    "NUM_COCO17",
     "ARTICULATED_COCO17",
     "SMPL24_NAMES",
     "H36M14_NAMES",
@@ -108,6 +109,8 @@ COCO17_NAMES: tuple[str, ...] = tuple(
         "right_ankle",
     )
 )
+#: Number of COCO-17 keypoints (a detector's pose is ``(NUM_COCO17, 3)``: x, y, confidence).
+NUM_COCO17: int = len(COCO17_NAMES)
 #: Indices into :data:`COCO17_NAMES` of the highly articulated keypoints (elbows, wrists, knees,
 #: ankles): the joints whose heatmap samples supervise the flow (paper Sec. 4.5).
 ARTICULATED_COCO17: tuple[int, ...] = (7, 8, 9, 10, 13, 14, 15, 16)

@@ -31,7 +31,7 @@ chumpy-era ``.pkl`` files cannot be read on numpy 2.
 
 Example (with a stand-in file; real use passes the directory holding ``SMPLX_NEUTRAL.npz``):
     >>> import tempfile, torch
-    >>> from humr.bodies.fake_files import write_smplx_npz
+    >>> from humr.testing.body_files import write_smplx_npz
     >>> path = write_smplx_npz(tempfile.mkdtemp() + "/SMPLX_NEUTRAL.npz")
     >>> body = SMPLXBody(path)
     >>> pose = torch.eye(3).expand(4, 22, 3, 3)

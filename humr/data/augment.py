@@ -45,7 +45,6 @@ __all__ = [
     "crop_affine",
     "crop_image",
     "image_to_crop_np",
-    "crop_to_image_np",
     "sample_box",
     "box_is_valid",
     "Photometric",
@@ -115,11 +114,6 @@ def crop_affine(center, box_size: float, size: int | tuple[int, int]) -> np.ndar
 def image_to_crop_np(points: np.ndarray, center, box_size: float) -> np.ndarray:
     """Full-image pixels ``(..., 2)`` -> crop coordinates ``(p - c) / (b / 2)`` (numpy)."""
     return (np.asarray(points, np.float64) - np.asarray(center, np.float64)) / (float(box_size) / 2)
-
-
-def crop_to_image_np(points: np.ndarray, center, box_size: float) -> np.ndarray:
-    """Crop coordinates ``(..., 2)`` -> full-image pixels (numpy), inverse of :func:`image_to_crop_np`."""
-    return np.asarray(points, np.float64) * (float(box_size) / 2) + np.asarray(center, np.float64)
 
 
 def crop_image(

@@ -58,7 +58,7 @@ Focal length: items carry ``cam_int[0, 0]`` where the file has it (``focal="anno
 training default, as in the reference), else the CLIFF estimate ``sqrt(W^2 + H^2)``
 (:func:`humr.cameras.estimate_focal`); ``focal="estimate"`` always uses the estimate, which is
 the reference's evaluation protocol for 3DPW and EMDB (its test step never reads ``cam_int``)
-and the test-set default of :func:`humr.training.real_data.build_real_datasets`.
+and the test-set default of :func:`humr.experiment.real_data.build_real_datasets`.
 
 Training filter (reference values, Sec. 4.5 "we filter out these examples by thresholding the
 Euclidean distance between ground-truth and ViTPose 2D poses"): drop rows whose mean over the
@@ -67,7 +67,7 @@ at most 8 joints of confidence > 0.5, and rows with a detector keypoint more tha
 outside the image.
 
 Example:
-    >>> from humr.data.fake_real import write_fake_dataset          # doctest: +SKIP
+    >>> from humr.testing.real_files import write_fake_dataset          # doctest: +SKIP
     >>> spec = write_fake_dataset(tmp, "bedlam", num_rows=4)         # doctest: +SKIP
     >>> BedlamCliffDataset(spec)[0]["image"].shape                   # doctest: +SKIP
     torch.Size([3, 224, 224])
@@ -76,14 +76,13 @@ Example:
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from humr.data.augment import NO_AUGMENT, AugmentConfig, Photometric, crop_image, image_to_crop_np, sample_box
 from humr.data.masks import (
@@ -95,6 +94,7 @@ from humr.data.masks import (
     read_person_mask,
 )
 from humr.data.sample_store import ArrayStore, HeatmapSampleStore, ReferenceSampleStore
+from humr.data.worker_rng import WorkerGenerator
 from humr.rotations import axis_angle_to_matrix
 
 __all__ = [
@@ -108,13 +108,12 @@ __all__ = [
     "annotation_keys",
     "filter_rows",
     "BedlamCliffDataset",
-    "MixtureSampler",
-    "make_mixture",
     "bedlam_scene",
     "agora",
     "pw3d_train",
     "pw3d_test",
     "emdb",
+    "TRAIN_KEYS",
     "PRESET_KEYS",
     "preset",
 ]
@@ -316,10 +315,10 @@ def emdb(data_root: str | Path, occluded_subset: bool = False, **overrides) -> D
     return DatasetSpec(**{**kw, **overrides})
 
 
-#: Every data-set key :func:`preset` knows: the BEDLAM scenes, AGORA, 3DPW and EMDB (the reference's names).
-PRESET_KEYS: tuple[str, ...] = (
-    *BEDLAM_SCENES, "agora-bfh", "agora-body", "3dpw-train-smplx", "3dpw-test-cam", "emdb-p1", "emdb-p1-occl",
-)
+#: The training sets' keys: the BEDLAM scenes, AGORA and 3DPW train (with BEDLAM's SMPL-X labels).
+TRAIN_KEYS: tuple[str, ...] = (*BEDLAM_SCENES, "agora-bfh", "agora-body", "3dpw-train-smplx")
+#: Every data-set key :func:`preset` knows: the training sets, 3DPW test and EMDB (the reference's names).
+PRESET_KEYS: tuple[str, ...] = (*TRAIN_KEYS, "3dpw-test-cam", "emdb-p1", "emdb-p1-occl")
 
 
 def preset(key: str, data_root: str | Path, **overrides) -> DatasetSpec:
@@ -416,6 +415,13 @@ def load_annotations(path: str | Path, body: str = "smplx") -> Annotations:
         raise ValueError(
             f"{path}: cannot read annotation file ({type(err).__name__}: {err}); is it truncated?"
         ) from err
+    ann = _required_annotations(path, data, body)
+    _add_optional_annotations(ann, path, data)
+    return ann
+
+
+def _required_annotations(path: Path, data: dict[str, np.ndarray], body: str) -> Annotations:
+    """The keys every annotation file has, checked and converted (see the module table)."""
     imgname = np.asarray(_need(data, path, "imgname")).astype(str)
     if imgname.ndim != 1:
         raise ValueError(f"{path}: key 'imgname' expected shape (N,), found {imgname.shape}")
@@ -454,7 +460,7 @@ def load_annotations(path: str | Path, body: str = "smplx") -> Annotations:
     if gt25.shape[2] == 3:
         gt_valid &= gt25[:, list(COCO25_TO_COCO17), 2] > 0
 
-    ann = Annotations(
+    return Annotations(
         path=path,
         imgname=imgname,
         center=center,
@@ -466,6 +472,11 @@ def load_annotations(path: str | Path, body: str = "smplx") -> Annotations:
         gt_coco_valid=gt_valid,
         keys=tuple(sorted(data)),
     )
+
+
+def _add_optional_annotations(ann: Annotations, path: Path, data: dict[str, np.ndarray]) -> None:
+    """The keys some annotation files have (camera, gender, image size, occlusion, masks, gtkps)."""
+    n = len(ann.imgname)
     if "cam_int" in data:
         cam_int = _check_shape(path, "cam_int", data["cam_int"], n, (3, 3), "(N, 3, 3)")
         ann.focal = cam_int[:, 0, 0].astype(np.float64)
@@ -491,7 +502,6 @@ def load_annotations(path: str | Path, body: str = "smplx") -> Annotations:
         ann.valid_mask_label = _check_shape(path, "valid_emdb_mask", label, n, (), "(N,)") == 1
     if "gtkps" in data:
         ann.gtkps = _check_shape(path, "gtkps", data["gtkps"], n, (None, (2, 3)), "(N, K, 2|3)")
-    return ann
 
 
 def annotation_keys(path: str | Path) -> tuple[str, ...]:
@@ -543,7 +553,7 @@ def filter_rows(
 # ---------------------------------------------------------------------------- data set
 
 
-class BedlamCliffDataset(Dataset):
+class BedlamCliffDataset(WorkerGenerator, Dataset):
     """Items of :mod:`humr.data.fields` from one BEDLAM-CLIFF-format data set.
 
     Args:
@@ -560,7 +570,7 @@ class BedlamCliffDataset(Dataset):
             reference's 3); stored sample distances are reduced by the same radius.
         filter: training-row filter (applied to ``split="train"`` only).
         seed: seed of the per-process augmentation generator (mixed with the worker's torch
-            seed, so workers and epochs differ).
+            seed, so workers and epochs differ; :class:`~humr.data.worker_rng.WorkerGenerator`).
         focal: ``"annotated"`` (``cam_int[0, 0]`` where the file has it, else the estimate) or
             ``"estimate"`` (always ``sqrt(W^2 + H^2)``, the reference's test protocol); see the
             module docstring.
@@ -627,7 +637,6 @@ class BedlamCliffDataset(Dataset):
                 f"augment: cached features of {spec.name!r} are computed on the unaugmented crop; "
                 "use augment=None with spec.features"
             )
-        self._rng: np.random.Generator | None = None
         has_gtkps = self.annotations.gtkps is not None
         self.body_joints_2d = (
             spec.body == "smplx" and has_gtkps if body_joints_2d is None else bool(body_joints_2d)
@@ -640,19 +649,6 @@ class BedlamCliffDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def _generator(self) -> np.random.Generator:
-        if self._rng is None:
-            info = torch.utils.data.get_worker_info()
-            worker = info.id if info is not None else -1
-            # torch's per-worker seed changes every epoch; reading it never reseeds anything.
-            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, worker + 1])
-        return self._rng
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_rng"] = None
-        return state
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return self.get(i)
@@ -811,76 +807,3 @@ class BedlamCliffDataset(Dataset):
         if self._features is not None:
             item["image_features"] = torch.from_numpy(self._features.read("features", row)).float()
         return item
-
-
-# ---------------------------------------------------------------------------- mixtures
-
-
-class MixtureSampler(Sampler[int]):
-    """Indices into ``ConcatDataset(datasets)`` drawn with given data-set ratios.
-
-    Each draw picks data set ``d`` with probability ``ratios[d] / sum(ratios)``, then a uniform
-    item of it (with replacement). ``ratios=None`` weighs data sets by their length (uniform
-    over all items, like shuffling the concatenation).
-
-    Args:
-        lengths: items per data set.
-        ratios: non-negative weights, one per data set.
-        num_samples: draws per epoch (default: the total length).
-        generator: ``torch.Generator`` for reproducible draws.
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        ratios: Sequence[float] | None = None,
-        num_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        self.lengths = torch.as_tensor(list(lengths), dtype=torch.int64)
-        if self.lengths.numel() == 0 or (self.lengths < 0).any():
-            raise ValueError(
-                f"lengths: expected a non-empty list of non-negative lengths, found {list(lengths)}"
-            )
-        weights = (
-            self.lengths.double() if ratios is None else torch.as_tensor(list(ratios), dtype=torch.float64)
-        )
-        if weights.shape != self.lengths.shape:
-            raise ValueError(
-                f"ratios: expected {len(self.lengths)} values (one per data set), found {len(weights)}"
-            )
-        if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(
-                f"ratios: expected non-negative finite weights with a positive sum, found {weights.tolist()}"
-            )
-        if ((weights > 0) & (self.lengths == 0)).any():
-            raise ValueError(f"ratios: a data set of length 0 has a positive ratio ({weights.tolist()})")
-        self.probs = weights / weights.sum()
-        self.offsets = torch.cat([torch.zeros(1, dtype=torch.int64), self.lengths.cumsum(0)[:-1]])
-        self.num_samples = int(num_samples if num_samples is not None else self.lengths.sum())
-        self.generator = generator
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def draw(self) -> torch.Tensor:
-        """``(num_samples,)`` int64 indices of one epoch."""
-        n = self.num_samples
-        ds = torch.multinomial(self.probs, n, replacement=True, generator=self.generator)
-        u = torch.rand(n, generator=self.generator, dtype=torch.float64)
-        within = (u * self.lengths[ds]).long().clamp_max(self.lengths[ds] - 1)
-        return self.offsets[ds] + within
-
-    def __iter__(self):
-        return iter(self.draw().tolist())
-
-
-def make_mixture(
-    datasets: Sequence[Dataset],
-    ratios: Sequence[float] | None = None,
-    num_samples: int | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[ConcatDataset, MixtureSampler]:
-    """``(ConcatDataset, MixtureSampler)``: pass both to a ``DataLoader(dataset, sampler=...)``."""
-    concat = ConcatDataset(list(datasets))
-    return concat, MixtureSampler([len(d) for d in datasets], ratios, num_samples, generator)

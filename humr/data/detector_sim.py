@@ -62,29 +62,9 @@ __all__ = [
 _J = {n: i for i, n in enumerate(BODY_JOINT_NAMES)}
 _K = {n[5:]: i for i, n in enumerate(COCO17_NAMES)}
 
-#: Body joint each COCO-17 keypoint moves with rigidly (face keypoints: the head).
-COCO_ATTACH: tuple[int, ...] = tuple(
-    _J[j]
-    for j in (
-        "head",
-        "head",
-        "head",
-        "head",
-        "head",
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
-    )
-)
+#: Body joint each COCO-17 keypoint moves with rigidly: the body joint of the same name (the COCO
+#: shoulders, elbows, ... sit on the kinematic ones), and the head for the five face keypoints.
+COCO_ATTACH: tuple[int, ...] = tuple(_J.get(name, _J["head"]) for name in _K)
 
 
 #: Chains: (keypoints top to bottom, rotations that move them top to bottom). A keypoint at

@@ -1,15 +1,20 @@
 """A small batched z-buffer rasterizer and the image pieces of the synthetic data set.
 
-The rasterizer samples triangles at pixel centres (pixel ``(row i, col j)`` is centred at
-``(x=j, y=i)``), batched over frames and triangles in torch with no Python loop: each
-triangle enumerates the pixel centres of its bounding box, keeps those inside it
-(barycentric test, edges inclusive so shared edges leave no pinholes), and one
+The rasterizer samples triangles at pixel centres: pixel ``(row i, col j)`` is centred at
+``(x=j, y=i)``, so an ``H x W`` grid spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]`` (OpenCV's
+convention, shared by :func:`object_mask` and the synthetic set's grids; a caller with
+coordinates in ``[0, W]`` subtracts 0.5). It is batched over frames and triangles in torch with
+no Python loop: each triangle enumerates the pixel centres of its bounding box, keeps those
+inside it (barycentric test, edges inclusive so shared edges leave no pinholes), and one
 ``scatter_reduce(amin)`` over a key ``(quantized depth, face id)`` keeps the nearest face per
 pixel, ties broken by the face id, so the result is deterministic. Its output is a face-index
-buffer: colours, person masks and occlusion tests are all read from it.
+buffer: colours, person masks and occlusion tests are all read from it. It is humr's one
+rasterizer: the mesh pictures of :mod:`humr.eval.render` use it too, with linear depth
+(``perspective=False``) for their orthographic views.
 
 The image helpers (part labels, shading, textures, objects) are numpy/OpenCV and take a
-``numpy.random.Generator``.
+``numpy.random.Generator``; OpenCV (the ``vision`` extra) is imported by the two that use it,
+so the rasterizer needs torch only.
 
 Example:
     >>> import torch
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -54,6 +58,7 @@ def rasterize(
     faces: Tensor,
     size: tuple[int, int],
     face_valid: Tensor | None = None,
+    perspective: bool = True,
 ) -> Tensor:
     """Nearest-face index per pixel centre.
 
@@ -64,6 +69,8 @@ def rasterize(
         faces: ``(F, 3)`` int vertex indices.
         size: ``(H, W)`` of the output grid.
         face_valid: optional ``(B, F)`` bool; False faces are skipped (culled, absent).
+        perspective: depth interpolated perspective-correctly (``1/z`` linear in the image: a
+            pinhole camera) or, with False, linearly (an orthographic view).
 
     Returns:
         ``(B, H, W)`` int64: the index in ``[0, F)`` of the nearest face covering each pixel
@@ -84,12 +91,15 @@ def rasterize(
         raise ValueError(f"size: expected positive (H, W), found {size}")
     if nf >= 2 ** (_FACE_BITS - 1):
         raise ValueError(f"faces: at most {2 ** (_FACE_BITS - 1) - 1} faces, found {nf}")
+    low, high = (int(faces.min()), int(faces.max())) if nf else (0, 0)
+    if low < 0 or high >= v:
+        raise ValueError(f"faces: expected vertex indices in [0, {v}), found [{low}, {high}]")
     device = points.device
     empty = torch.full((b * h * w,), -1, dtype=torch.long, device=device)
     drawn = _drawn_triangles(points, depth, faces.to(device=device, dtype=torch.long), (h, w), face_valid)
     if drawn[0].numel() == 0:
         return empty.reshape(b, h, w)
-    frame, face, pix, key = _covered_pixels(*drawn, (h, w))
+    frame, face, pix, key = _covered_pixels(*drawn, (h, w), perspective)
     big = torch.iinfo(torch.long).max
     zbuf = torch.full((b * h * w,), big, dtype=torch.long, device=device)
     zbuf.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
@@ -137,14 +147,14 @@ def _drawn_triangles(
 
 def _covered_pixels(
     frame: Tensor, face: Tensor, tri: Tensor, tz: Tensor, area: Tensor, x0: Tensor, y0: Tensor,
-    bw: Tensor, bh: Tensor, size: tuple[int, int],
+    bw: Tensor, bh: Tensor, size: tuple[int, int], perspective: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-pixel stage of :func:`rasterize`: every pixel centre inside a triangle of
     :func:`_drawn_triangles`, as ``frame, face, flat pixel index, z-buffer key`` ``(P,)``.
 
     Each triangle enumerates the pixel centres of its box; barycentric test with inclusive
-    edges; perspective-correct depth (``1/z`` linear in the image) quantized into the key's
-    high bits, the face id in its low bits.
+    edges; perspective-correct depth (``1/z`` linear in the image; linear depth without
+    ``perspective``) quantized into the key's high bits, the face id in its low bits.
     """
     h, w = size
     device = frame.device
@@ -167,7 +177,10 @@ def _covered_pixels(
 
     bary = torch.stack([edge(1, 2), edge(2, 0), edge(0, 1)], dim=-1) / area[owner][:, None]  # (C, 3)
     inside = (bary >= -1e-9).all(-1)
-    depth_px = 1.0 / (bary / tz[owner]).sum(-1).clamp(min=1e-12)
+    if perspective:
+        depth_px = 1.0 / (bary / tz[owner]).sum(-1).clamp(min=1e-12)
+    else:
+        depth_px = (bary * tz[owner]).sum(-1)
     key = (depth_px * _DEPTH_SCALE).clamp(max=2.0 ** 30).long() * (2**_FACE_BITS) + cface
     pix = (cf * h + py) * w + px
     return cf[inside], cface[inside], pix[inside], key[inside]
@@ -280,6 +293,8 @@ def part_palette(num_parts: int, rng: np.random.Generator, saturation: float = 0
 
     Hues are interleaved so that neighbouring part indices (often neighbouring limbs) differ.
     """
+    import cv2  # the vision extra: only the synthetic set's image pieces need OpenCV
+
     order = (np.arange(num_parts) * 7) % num_parts
     hue = (order / num_parts + rng.uniform()) % 1.0
     hsv = np.stack([hue * 179.0, np.full(num_parts, 255.0 * saturation), np.full(num_parts, 230.0)], -1)
@@ -289,6 +304,8 @@ def part_palette(num_parts: int, rng: np.random.Generator, saturation: float = 0
 
 def background_texture(size: int, rng: np.random.Generator) -> np.ndarray:
     """A ``(size, size, 3)`` float32 texture in [0, 1]: smooth colour noise, stripes and grain."""
+    import cv2
+
     coarse = rng.uniform(0.1, 0.9, size=(int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3))
     img = cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     if rng.uniform() < 0.5:

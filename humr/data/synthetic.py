@@ -211,7 +211,9 @@ class SyntheticConfig:
     band_tilt: float = 15.0
     # --- the simulated detector
     visible_peak_range: tuple[float, float] = (0.85, 0.95)
-    visible_sigma: float = 1.5  #: heatmap pixels
+    #: heatmap pixels: a clean keypoint is a sharp peak (its samples spread about half as far as
+    #: an occluded one's posterior, recipes/synthetic_stats.py)
+    visible_sigma: float = 0.8
     occluded_peak_range: tuple[float, float] = (0.2, 0.45)
     occluded_sigma: float = 1.5  #: blur of the hidden-keypoint density, heatmap pixels
     num_alternatives: int = 1024  #: alternative limb poses drawn per frame with a hidden keypoint

@@ -8,7 +8,8 @@
 - :mod:`humr.eval.calibration`: Spearman correlation of spread and error, coverage curves.
 - :mod:`humr.eval.select`: one hypothesis per image chosen without ground truth.
 - :mod:`humr.eval.plots` (needs matplotlib, the ``plots`` extra) and :mod:`humr.eval.render`
-  (numpy): pictures of hypotheses. Imported on demand, not here.
+  (orthographic views through the rasterizer of :mod:`humr.data.render`): pictures of
+  hypotheses. Imported on demand, not here.
 """
 
 from humr.eval.accumulator import TABLE_COLUMNS, MetricAccumulator, format_table

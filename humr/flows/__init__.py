@@ -14,7 +14,7 @@ from humr.flows.base import ConditionalFlow, standard_normal_log_prob
 from humr.flows.composite import SampleCompositeTransform
 from humr.flows.conditioner import SharedContextMLP
 from humr.flows.coupling import AdditiveCoupling, SoftClampAffineCoupling, soft_clamp
-from humr.flows.factory import FLOW_KINDS, FlowConfig, build_flow
+from humr.flows.factory import FLOW_KINDS, FlowConfig, FlowKind, build_flow
 from humr.flows.glow import ConditionalGlow
 from humr.flows.linear import ActNorm, FixedPermutation, LULinear, seeded_permutation
 from humr.flows.realnvp import ConditionalRealNVP
@@ -24,6 +24,7 @@ __all__ = [
     "ConditionalRealNVP",
     "ConditionalGlow",
     "FlowConfig",
+    "FlowKind",
     "FLOW_KINDS",
     "build_flow",
     "standard_normal_log_prob",

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from humr.bodies.base import BodyModel
+from humr.bodies.base import NUM_COCO17, BodyModel
 from humr.cameras import bbox_info, project_to_crop, weak_to_full_translation
 from humr.config import ModelConfig
-from humr.flows import FlowConfig, build_flow
+from humr.flows import build_flow
 from humr.flows.base import ConditionalFlow
 from humr.model.heads import ShapeCameraHead
 from humr.model.hypotheses import Hypotheses
@@ -24,6 +24,8 @@ __all__ = ["ConditionEncoder", "HumrModel", "build_image_encoder"]
 #: numerical guard only: training keeps s away from 0 with the camera-scale regulariser of the
 #: published implementation (:func:`humr.losses.pose.camera_scale_loss`) on the unclamped scale.
 MIN_CAMERA_SCALE = 1e-2
+#: Inputs of the detector-pose MLP: x, y and a confidence for each COCO-17 keypoint.
+DETECTOR_POSE_FEATURES = NUM_COCO17 * 3
 
 
 def _drop_own_state(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
@@ -65,8 +67,9 @@ class ConditionEncoder(nn.Module):
     """``c = [c_I, c_P, c_B]`` (Sec. 4.1) from a batch of the :mod:`humr.data.fields` contract.
 
     c_I: image features ``(B, image_features)``; c_P: the detector's highest-likelihood pose
-    with confidences ``(B, 17 * 3)`` through an MLP; c_B: CLIFF bbox information ``(B, 3)``
-    (Eq. 3). c_P and c_B can be switched off for the ablations of Table 3.
+    with confidences ``(B, 17 * 3)`` (:data:`DETECTOR_POSE_FEATURES`) through an MLP; c_B: CLIFF
+    bbox information ``(B, 3)`` (Eq. 3). c_P and c_B can be switched off for the ablations of
+    Table 3.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -77,7 +80,7 @@ class ConditionEncoder(nn.Module):
             self.image_encoder.requires_grad_(False)
         self.pose_mlp = (
             nn.Sequential(
-                nn.Linear(17 * 3, config.pose_hidden),
+                nn.Linear(DETECTOR_POSE_FEATURES, config.pose_hidden),
                 nn.ReLU(),
                 nn.Linear(config.pose_hidden, config.pose_features),
             )
@@ -139,12 +142,7 @@ class HumrModel(nn.Module):
             )
         else:
             self.flow = build_flow(
-                FlowConfig(
-                    kind=config.flow,
-                    num_layers=config.flow_layers,
-                    hidden_features=config.flow_hidden,
-                    clamp=config.flow_clamp,
-                ),
+                config.flow,
                 features=features,
                 context_features=self.condition.out_features,
             )
@@ -211,13 +209,14 @@ class HumrModel(nn.Module):
         z = self.latents(context, num_samples, generator)
         return self.decode(batch, z, context, with_log_prob=with_log_prob)
 
-    def decode(
-        self, batch: Mapping[str, Tensor], z: Tensor, context: Tensor, with_log_prob: bool = False
-    ) -> Hypotheses:
-        """Hypotheses of given flow latents ``z (B, S, D)`` (``z = 0``: the mode), e.g. for fitting.
+    def decode_pose(
+        self, z: Tensor, context: Tensor, with_log_prob: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """The pose head: 6D poses ``(B, S, J * 6)`` of flow latents ``z (B, S, D)`` and, with
+        ``with_log_prob``, their log-likelihood ``(B, S)`` under the flow (else None).
 
-        ``context (B, C)`` is :attr:`condition` of ``batch``. The regressor head ignores the values
-        of ``z`` and returns ``S`` copies of its pose (``log_prob`` None).
+        The poses are float32 whatever the flow ran in, the rest-pose offset added. The regressor
+        head ignores the values of ``z`` and returns ``S`` copies of its pose (``log_prob`` None).
         """
         if self.flow is None:
             pose6d = self.regressor(context)[:, None].expand(-1, z.shape[1], -1)
@@ -226,13 +225,48 @@ class HumrModel(nn.Module):
             pose6d, log_prob = self.flow.transform_and_log_prob(z, context)
         else:
             pose6d, log_prob = self.flow.transform(z, context), None
-        pose6d = pose6d.float() + self.pose_offset  # float32 from here on, whatever the flow ran in
+        return pose6d.float() + self.pose_offset, log_prob
+
+    def decode(
+        self,
+        batch: Mapping[str, Tensor],
+        z: Tensor | None,
+        context: Tensor,
+        with_log_prob: bool = False,
+        *,
+        pose6d: Tensor | None = None,
+        head: tuple[Tensor, Tensor] | None = None,
+        shape: Tensor | None = None,
+        camera: Tensor | None = None,
+    ) -> Hypotheses:
+        """Hypotheses of given flow latents ``z (B, S, D)`` (``z = 0``: the mode).
+
+        ``context (B, C)`` is :attr:`condition` of ``batch``. The regressor head ignores the values
+        of ``z`` and returns ``S`` copies of its pose (``log_prob`` None). Fitting
+        (:mod:`humr.fitting`) replaces pieces of the decoding:
+
+        - ``pose6d``: ``(B, S, J * 6)`` 6D poses used as they are, with ``z=None``; with
+          ``with_log_prob`` their log-likelihood under the flow (None for the regressor head);
+        - ``head``: the head's ``(regressed_shape, regressed_camera)`` for ``context``, computed
+          beforehand (the head is not run);
+        - ``shape`` ``(B, num_shape)`` and ``camera`` ``(B, 3)``: used instead of the regressed
+          shape constrained into the body's range and the regressed camera with its scale clamped.
+        """
+        if (z is None) == (pose6d is None):
+            found = "both" if z is not None else "neither"
+            raise ValueError(f"z, pose6d: expected exactly one of latents and 6D poses, found {found}")
+        if pose6d is None:
+            pose6d, log_prob = self.decode_pose(z, context, with_log_prob)
+        elif with_log_prob and self.flow is not None:
+            log_prob = self.flow.log_prob(pose6d - self.pose_offset, context)
+        else:
+            log_prob = None
         rotmat = rot6d_to_matrix(pose6d.reshape(*pose6d.shape[:2], self.num_pose_joints, 6))
-        regressed_shape, regressed_camera = self.head(context)
+        regressed_shape, regressed_camera = self.head(context) if head is None else head
         # The shape and camera-scale losses see the raw regression; the body gets the shape clamped
         # into its valid range and the projection a scale clamped away from 0 (a numerical guard).
-        shape = self.body.constrain_shape(regressed_shape)
-        camera = self.clamp_camera(regressed_camera)
+        shape = self.body.constrain_shape(regressed_shape) if shape is None else shape
+        camera = self.clamp_camera(regressed_camera) if camera is None else camera
         samples = pose6d.shape[1]
         # Under mixed precision the flow may run in bfloat16; the body and the camera stay in float32.
         with torch.autocast(device_type=context.device.type, enabled=False):

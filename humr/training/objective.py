@@ -33,13 +33,14 @@ kernel, the nearest target of the same joint in ``L_mask``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import Tensor
 
+from humr.bodies.base import ARTICULATED_COCO17
 from humr.config import LossConfig
 from humr.losses.mask import mask_loss
 from humr.losses.mmd import imq_kernel, joint_mmd
@@ -48,23 +49,24 @@ from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
 
 __all__ = [
-    "ARTICULATED_COCO",
     "LOSS_NAMES",
     "REGRESSOR_TERMS",
     "LossTerms",
     "select_mmd_targets",
     "training_losses",
+    "flow_nll",
+    "hypothesis_terms",
+    "mask_loss_arguments",
+    "weighted_total",
     "mode_keypoint_loss",
     "keypoint_2d_source",
     "regression_losses",
 ]
 
-#: COCO-17 indices of elbows, wrists, knees and ankles.
-ARTICULATED_COCO: tuple[int, ...] = (7, 8, 9, 10, 13, 14, 15, 16)
-
 #: The regressor pose head's 3D supervision (0 for the flow head).
 REGRESSOR_TERMS = ("pose_regression", "joints_3d")
-#: Every term :func:`training_losses` reports.
+#: Every term :func:`training_losses` reports, in the order of :attr:`LossTerms.terms` and of the
+#: weighted sum; the weight of term ``name`` is the field ``<name>_weight`` of :class:`LossConfig`.
 LOSS_NAMES = ("nll", "keypoint_2d", "shape", "orth", "mmd", "mask", "random_2d", "camera_scale",
               *REGRESSOR_TERMS)
 
@@ -95,7 +97,7 @@ def select_mmd_targets(
     inside = batch["keypoints_2d_valid"].bool() & (gt.abs() <= 1).all(-1)
     visible = conf >= config.visibility_threshold
     articulated = torch.zeros(conf.shape[-1], dtype=torch.bool, device=conf.device)
-    articulated[list(ARTICULATED_COCO)] = True
+    articulated[list(ARTICULATED_COCO17)] = True
     uncertain_articulated = articulated & (conf < config.uncertain_threshold)
     sample_valid = batch["heatmap_sample_valid"].bool()
     has_samples = sample_valid.any(-1)
@@ -122,58 +124,73 @@ def training_losses(
     batch: Mapping[str, Tensor],
     config: LossConfig,
     generator: torch.Generator | None = None,
-    hypotheses: Callable[..., Hypotheses] | None = None,
-    person_mask_loss: Callable[..., Tensor] = mask_loss,
 ) -> LossTerms:
     """One training step's losses (Eq. 7): NLL, 2D (mode), shape, orthonormality, MMD, mask, plus
     the optional 2D loss on random hypotheses (Table S2) and the camera-scale term.
 
-    ``hypotheses(model, batch, num_samples, generator, context)`` and ``person_mask_loss`` (the
-    signature of :func:`humr.losses.mask.mask_loss`) replace how hypotheses and the mask loss
-    are computed (the reference-style step of :mod:`humr.training.reference_step` uses them).
-    Returns the unweighted terms named by ``LOSS_NAMES`` and their weighted sum.
+    Returns the unweighted terms named by ``LOSS_NAMES`` and their weighted sum. The pieces are
+    public (:func:`flow_nll`, :func:`hypothesis_terms`, :func:`mask_loss_arguments`,
+    :func:`weighted_total`) so that a variant of the step can compose them.
     """
-    n = config.num_samples
     context = model.condition(batch)
-    if model.flow is None:  # the deterministic regressor: no likelihood to maximise
-        nll = context.sum() * 0.0
-    else:
-        dim = 6 * model.num_pose_joints if config.nll_per_dimension else None
-        nll = nll_loss(model.pose_log_prob(batch["pose"], context, config.nll_noise, generator), dim=dim)
-    if hypotheses is None:
-        hyps = model(batch, num_samples=n, generator=generator, context=context)
-    else:
-        hyps = hypotheses(model, batch, n, generator, context)
+    nll = flow_nll(model, batch, context, config, generator)
+    hyps = model(batch, num_samples=config.num_samples, generator=generator, context=context)
+    terms = {"nll": nll, **hypothesis_terms(model, hyps, batch, config, generator)}
+    random_2d = hyps.keypoints_2d[:, 1:].transpose(1, 2)  # (B, 17, n, 2)
+    terms["mask"] = (mask_loss(random_2d, **mask_loss_arguments(batch, config)) if config.mask_weight > 0
+                     else random_2d.sum() * 0.0)
+    return weighted_total(terms, config)
+
+
+def flow_nll(
+    model: HumrModel,
+    batch: Mapping[str, Tensor],
+    context: Tensor,
+    config: LossConfig,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``L_NLL`` of the ground-truth pose ``batch["pose"]`` under the flow given ``context (B, C)``
+    (0 for the deterministic regressor, which has no likelihood to maximise)."""
+    if model.flow is None:
+        return context.sum() * 0.0
+    dim = 6 * model.num_pose_joints if config.nll_per_dimension else None
+    return nll_loss(model.pose_log_prob(batch["pose"], context, config.nll_noise, generator), dim=dim)
+
+
+def hypothesis_terms(
+    model: HumrModel,
+    hyps: Hypotheses,
+    batch: Mapping[str, Tensor],
+    config: LossConfig,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """The unweighted terms computed from the hypotheses ``hyps`` (``1 + n`` per image), every
+    term of ``LOSS_NAMES`` but ``nll`` and ``mask``; the MMD targets are drawn from ``generator``."""
     random_2d = hyps.keypoints_2d[:, 1:].transpose(1, 2)  # (B, 17, n, 2)
     zero = random_2d.sum() * 0.0
-    terms: dict[str, Tensor] = {
-        "nll": nll,
+    terms = {
         "keypoint_2d": mode_keypoint_loss(model, hyps, batch, config),
         "shape": shape_loss(hyps.regressed_shape, batch["shape"].to(hyps.shape.dtype),
                             reduction=config.shape_reduction),
         "orth": _orthonormality(hyps.pose6d, config),
         "mmd": _mmd_term(random_2d, batch, config, generator) if config.mmd_weight > 0 else zero,
-        "mask": _mask_term(random_2d, batch, config, person_mask_loss) if config.mask_weight > 0 else zero,
         "random_2d": _random_2d_term(hyps, batch, config),
         "camera_scale": _camera_term(hyps) if config.camera_scale_weight > 0 else zero,
     }
     # the regressor's 3D supervision (0 for the flow, which learns the pose by its likelihood)
     terms.update(regression_losses(model, hyps, batch) if model.flow is None
                  else {"pose_regression": zero, "joints_3d": zero})
-    weights = {
-        "nll": config.nll_weight,
-        "keypoint_2d": config.keypoint_2d_weight,
-        "shape": config.shape_weight,
-        "orth": config.orth_weight,
-        "mmd": config.mmd_weight,
-        "mask": config.mask_weight,
-        "random_2d": config.random_2d_weight,
-        "camera_scale": config.camera_scale_weight,
-        "pose_regression": config.pose_regression_weight,
-        "joints_3d": config.joints_3d_weight,
-    }
-    total = sum(weights[name] * value for name, value in terms.items())
-    return LossTerms(total=total, terms=terms)
+    return terms
+
+
+def weighted_total(terms: Mapping[str, Tensor], config: LossConfig) -> LossTerms:
+    """The terms of ``LOSS_NAMES`` (in that order) and their sum weighted by ``config``."""
+    missing = [name for name in LOSS_NAMES if name not in terms]
+    if missing or len(terms) != len(LOSS_NAMES):
+        raise ValueError(f"terms: expected exactly {LOSS_NAMES}, found {tuple(terms)}")
+    ordered = {name: terms[name] for name in LOSS_NAMES}
+    total = sum(getattr(config, f"{name}_weight") * value for name, value in ordered.items())
+    return LossTerms(total=total, terms=ordered)
 
 
 def regression_losses(model: HumrModel, hyps: Hypotheses, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -263,26 +280,27 @@ def _mmd_term(random_2d: Tensor, batch: Mapping[str, Tensor], config: LossConfig
                      unbiased=config.mmd_unbiased, reduction=config.mmd_reduction)
 
 
-def _mask_term(random_2d: Tensor, batch: Mapping[str, Tensor], config: LossConfig,
-               person_mask_loss: Callable[..., Tensor]) -> Tensor:
+def mask_loss_arguments(batch: Mapping[str, Tensor], config: LossConfig) -> dict[str, object]:
+    """The keyword arguments of :func:`humr.losses.mask.mask_loss` for ``batch`` beside the
+    hypotheses: which joints it applies to (invisible ones of frames with a valid person mask),
+    the heatmap samples, the distance map and the normalisation that ``config`` chooses."""
     apply = invisible_joints(batch, config) & batch["mask_valid"].bool()[:, None]
     reference = config.mask_normalization == "reference"
     if not reference and config.mask_normalization != "entry":
         raise ValueError(f"loss.mask_normalization: expected 'reference' or 'entry', found "
                          f"{config.mask_normalization!r}")
-    return person_mask_loss(
-        random_2d,
-        batch["heatmap_samples"],
-        batch["heatmap_sample_mask_distance"],
-        batch["distance_map"],
-        apply,
-        extent=float(batch["distance_map_extent"][0]),
-        sample_valid=batch["heatmap_sample_valid"],
-        same_joint=config.mask_same_joint,
-        reduction="reference" if reference else "entry",
-        keypoints=batch["keypoints_2d"] if reference else None,
-        keypoints_valid=batch["keypoints_2d_valid"].bool() if reference else None,
-    )
+    return {
+        "heatmap_samples": batch["heatmap_samples"],
+        "sample_mask_distance": batch["heatmap_sample_mask_distance"],
+        "distance_map": batch["distance_map"],
+        "apply": apply,
+        "extent": float(batch["distance_map_extent"][0]),
+        "sample_valid": batch["heatmap_sample_valid"],
+        "same_joint": config.mask_same_joint,
+        "reduction": "reference" if reference else "entry",
+        "keypoints": batch["keypoints_2d"] if reference else None,
+        "keypoints_valid": batch["keypoints_2d_valid"].bool() if reference else None,
+    }
 
 
 def _random_2d_term(hyps: Hypotheses, batch: Mapping[str, Tensor], config: LossConfig) -> Tensor:
@@ -304,37 +322,3 @@ def _camera_term(hyps: Hypotheses) -> Tensor:
         raise ValueError("hypotheses: regressed_camera is None; the camera-scale term "
                          "(loss.camera_scale_weight > 0) needs the head's raw camera")
     return camera_scale_loss(hyps.regressed_camera[:, 0].float())
-
-
-def check_loss_config(config: LossConfig) -> None:
-    """Fail before training on impossible settings."""
-    if config.num_samples < 2:
-        raise ValueError(
-            f"loss.num_samples: the unbiased MMD needs at least 2 samples, found {config.num_samples}"
-        )
-    if config.random_2d_loss not in ("none", "all", "visible"):
-        raise ValueError(
-            f"loss.random_2d_loss: expected 'none', 'all' or 'visible', found {config.random_2d_loss!r}"
-        )
-    choices = {
-        "mmd_reduction": ("active", "all"),
-        "shape_reduction": ("sum", "mean"),
-        "orth_reduction": ("split", "joint"),
-        "mask_normalization": ("reference", "entry"),
-        "keypoint_2d_set": ("auto", "body_joints", "coco17"),
-    }
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise ValueError(f"loss.{name}: expected one of {allowed}, found {getattr(config, name)!r}")
-    for name in (
-        "shape_weight",
-        "keypoint_2d_weight",
-        "nll_weight",
-        "orth_weight",
-        "mmd_weight",
-        "mask_weight",
-        "random_2d_weight",
-        "camera_scale_weight",
-    ):
-        if getattr(config, name) < 0:
-            raise ValueError(f"loss.{name}: expected >= 0, found {getattr(config, name)}")

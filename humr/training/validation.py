@@ -1,8 +1,9 @@
 """Validation during training: distribution metrics of a fixed subset every N steps.
 
 Every ``every`` optimizer steps (and after the last one) the model draws ``num_hypotheses``
-hypotheses for the first ``max_images`` images of a validation set and
-:func:`humr.training.evaluation.evaluate` measures them without pictures or meshes. The
+hypotheses for the first ``max_images`` images of a validation set and the evaluation it is
+given (the experiment layer passes :func:`humr.experiment.evaluation.evaluate`, so that training
+imports nothing above it) measures them without pictures or meshes. The
 columns of :data:`VALIDATION_METRICS` go to every logger of the trainer (CSV, TensorBoard)
 under ``val/``, one line per validation is printed, and the history travels inside the
 checkpoints (a resumed run keeps its curve). :func:`humr.eval.plots.plot_learning_curve`
@@ -12,6 +13,7 @@ draws the history next to the run's other pictures.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,11 @@ from torch.utils.data import Dataset
 
 from humr.config import EvalConfig
 
-__all__ = ["VALIDATION_METRICS", "PeriodicValidation", "format_validation_line"]
+__all__ = ["VALIDATION_METRICS", "Evaluation", "PeriodicValidation", "format_validation_line"]
+
+#: ``evaluation(model, dataset, eval_config, progress=False, seed=seed) -> metrics`` (a dict with
+#: the keys of :data:`VALIDATION_METRICS`), e.g. :func:`humr.experiment.evaluation.evaluate`.
+Evaluation = Callable[..., dict[str, Any]]
 
 #: metric key -> short label in the printed line (mode / best-of-N MPJPE, spread, PercIn).
 VALIDATION_METRICS: dict[str, str] = {
@@ -48,6 +54,7 @@ class PeriodicValidation(L.Callback):
         every: steps between validations (>= 1).
         eval_config: the run's evaluation settings; ``num_hypotheses`` and ``max_images``
             replace its own, pictures and PVE are off.
+        evaluation: the function that measures the model (:data:`Evaluation`).
         num_hypotheses: hypotheses per image (mode included) for best-of-N and spread.
         max_images: the fixed subset's size.
         seed: the sampler's seed, the same at every validation (so curves compare like with like).
@@ -59,6 +66,7 @@ class PeriodicValidation(L.Callback):
         dataset: Dataset,
         every: int,
         eval_config: EvalConfig,
+        evaluation: Evaluation,
         num_hypotheses: int = 25,
         max_images: int = 64,
         seed: int = 0,
@@ -70,6 +78,7 @@ class PeriodicValidation(L.Callback):
             raise ValueError("dataset: the validation set is empty")
         self.dataset = dataset
         self.every = every
+        self.evaluation = evaluation
         self.config = replace(
             eval_config, num_hypotheses=num_hypotheses, max_images=max_images, plots=False, pve=False
         )
@@ -87,15 +96,13 @@ class PeriodicValidation(L.Callback):
 
     def validate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Measure now, log, remember and print; returns the metrics of :data:`VALIDATION_METRICS`."""
-        from humr.training.evaluation import evaluate
-
         step = int(trainer.global_step)
         model = pl_module.model
         was_training = model.training
         start = time.perf_counter()
         try:
             with torch.no_grad():
-                metrics = evaluate(model, self.dataset, self.config, progress=False, seed=self.seed)
+                metrics = self.evaluation(model, self.dataset, self.config, progress=False, seed=self.seed)
         finally:
             model.train(was_training)
         row = {key: float(metrics[key]) for key in VALIDATION_METRICS if key in metrics}

@@ -8,7 +8,14 @@ from torch.utils.data import Dataset
 
 from humr.config import DataConfig
 
-__all__ = ["SYNTHETIC", "check_data_config", "build_datasets", "build_validation_set", "synthetic_config"]
+__all__ = [
+    "SYNTHETIC",
+    "check_data_config",
+    "check_body",
+    "build_datasets",
+    "build_validation_set",
+    "synthetic_config",
+]
 
 SYNTHETIC = "synthetic"
 
@@ -19,9 +26,18 @@ def check_data_config(config: DataConfig) -> None:
     if config.dataset == SYNTHETIC:
         synthetic_config(config)  # SyntheticConfig checks its sizes
         return
-    from humr.training.real_data import check_real_data_config
+    from humr.experiment.real_data import check_real_data_config
 
     check_real_data_config(config)
+
+
+def check_body(config: DataConfig, body: str) -> None:
+    """The synthetic set is made of Anny bodies: its ground truth is in no other body's parameters.
+
+    (Real training sets need SMPL-X: :func:`humr.experiment.real_data.build_real_datasets`.)
+    """
+    if config.dataset == SYNTHETIC and body != "anny":
+        raise ValueError(f"body: the synthetic set is made of Anny bodies; use --body anny, found {body!r}")
 
 
 def synthetic_config(config: DataConfig):
@@ -43,13 +59,10 @@ def build_datasets(config: DataConfig, body: str, test_focal: str = "estimate") 
     """``(train, test)`` data sets of the :mod:`humr.data.fields` contract.
 
     ``test_focal`` (``eval.test_focal``): the real test set's focal length, ``"estimate"`` or
-    ``"annotated"`` (see :mod:`humr.training.real_data`); the synthetic set's is always known.
+    ``"annotated"`` (see :mod:`humr.experiment.real_data`); the synthetic set's is always known.
     """
     if config.dataset == SYNTHETIC:
-        if body != "anny":
-            raise ValueError(
-                f"body: the synthetic set is made of Anny bodies; train it with --body anny, found {body!r}"
-            )
+        check_body(config, body)
         from humr.data.synthetic import SyntheticDataset
 
         synth = synthetic_config(config)
@@ -57,7 +70,7 @@ def build_datasets(config: DataConfig, body: str, test_focal: str = "estimate") 
             SyntheticDataset("train", synth, root=config.root),
             SyntheticDataset("test", synth, root=config.root),
         )
-    from humr.training.real_data import build_real_datasets
+    from humr.experiment.real_data import build_real_datasets
 
     return build_real_datasets(config, body, test_focal=test_focal)
 

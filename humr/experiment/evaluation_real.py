@@ -13,9 +13,10 @@ by the BEDLAM-CLIFF matrix (``smplx2smpl.pkl``, :func:`humr.bodies.conversion.lo
 Both align prediction and ground truth at the root of :data:`humr.eval.metrics.PROTOCOLS`
 (the hip midpoint) for MPJPE and PVE; PA-MPJPE aligns by Procrustes. 2DKP consistency, 3D spread
 (COCO-17 of the model's own body, visibility = ViTPose confidence >= 0.5) follow
-:mod:`humr.training.evaluation`; the plausibility metrics (PercIn / MinDist) apply to the
-invisible joints of frames with a valid person mask (EMDB's occlusion subset ``emdb-p1-occl``),
-in pixels of a 256 x 256 crop as the reference reports them.
+:mod:`humr.experiment.evaluation`, whose one loop runs with :class:`SMPLProtocol`; the
+plausibility metrics (PercIn / MinDist) apply to the invisible joints of frames with a valid
+person mask (EMDB's occlusion subset ``emdb-p1-occl``), in pixels of a 256 x 256 crop as the
+reference reports them.
 
 Files (``EvalConfig``): ``smpl_model_path`` (a directory with ``SMPL_{NEUTRAL,MALE,FEMALE}.npz``),
 ``smplx_to_smpl_path`` and, for 3DPW, ``h36m_regressor_path``.
@@ -23,7 +24,7 @@ Files (``EvalConfig``): ``smpl_model_path`` (a directory with ``SMPL_{NEUTRAL,MA
 Focal length: the model sees the test items' ``focal`` (condition and projection), which is
 the estimate ``sqrt(W^2 + H^2)`` by default (``eval.test_focal="estimate"``, the reference's
 protocol) or the annotated ``cam_int[0, 0]`` (``"annotated"``); see
-:func:`humr.training.real_data.build_real_datasets`.
+:func:`humr.experiment.real_data.build_real_datasets`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from humr.bodies.conversion import (
     H36M17_TO_LSP14,
@@ -47,21 +47,21 @@ from humr.bodies.conversion import (
 )
 from humr.config import EvalConfig
 from humr.data.bedlam_cliff import FOCAL_MODES
-from humr.eval.accumulator import MetricAccumulator
-from humr.eval.metrics import PROTOCOLS
-from humr.eval.select import DEFAULT_SELECTION, select_hypotheses
-from humr.model.humr_model import HumrModel
-from humr.training.evaluation import (
-    eval_batches,
-    evaluation_summary,
-    update_distribution,
-    update_protocol_calibration,
-    write_plots,
+from humr.eval.metrics import PROTOCOLS, root_point
+from humr.experiment.evaluation import (
+    Batch,
+    CalibrationJoints,
+    ProtocolTargets,
+    coco_visibility_index,
+    evaluate,
 )
+from humr.model.humr_model import HumrModel
+from humr.model.hypotheses import Hypotheses
 
 __all__ = [
     "GENDERS",
     "RealEvalFiles",
+    "SMPLProtocol",
     "check_real_eval_config",
     "load_real_eval_files",
     "genders_of",
@@ -69,8 +69,6 @@ __all__ = [
 ]
 
 GENDERS: tuple[str, ...] = ("neutral", "male", "female")
-#: Pixels of the square crop in which the reference measures 2D distances.
-REFERENCE_CROP_PIXELS = 256
 
 
 def check_real_eval_config(config: EvalConfig, protocol: str) -> None:
@@ -160,6 +158,44 @@ def _ground_truth(
     return vertices, torch.einsum("kv,bvc->bkc", files.joint_regressor.to(vertices), vertices)
 
 
+class SMPLProtocol:
+    """SMPL ground truth of a BEDLAM-CLIFF-format test set against SMPL-X hypotheses converted to
+    SMPL meshes: the protocol's joints (:class:`RealEvalFiles`) aligned at its root; calibration
+    on the same joints, each hypothesis and the ground truth aligned at the protocol's root, with
+    the visibility of a joint's COCO-17 namesake where it has one
+    (:func:`~humr.experiment.evaluation.coco_visibility_index`).
+
+    Args:
+        files: the loaded SMPL bodies, vertex map and regressor of the protocol.
+        body: the model's SMPL-X body (its hypotheses' meshes).
+        dataset: the test set (genders come from its annotations through ``batch["index"]``).
+    """
+
+    def __init__(self, files: RealEvalFiles, body, dataset: Dataset) -> None:
+        self.files, self.body, self.dataset = files, body, dataset
+        self.root = files.protocol
+        self.label = f"evaluate {files.protocol}"
+        self.coco_index = coco_visibility_index(PROTOCOLS[files.protocol].keypoints)
+
+    def targets(self, batch: Batch, hyps: Hypotheses, pve: bool) -> ProtocolTargets:
+        dtype = hyps.shape.dtype
+        genders = genders_of(self.dataset, batch["index"])
+        pose, shape = batch["pose"].to(dtype), batch["shape"].to(dtype)
+        gt_vertices, gt_joints = _ground_truth(self.files, pose, shape, genders)
+        # (B, S, 6890, 3)
+        pred_vertices = smplx_to_smpl_vertices(hyps.vertices(self.body), self.files.smplx_to_smpl)
+        regressor = self.files.joint_regressor.to(pred_vertices)
+        pred_joints = torch.einsum("kv,bsvc->bskc", regressor, pred_vertices)
+        calibration = CalibrationJoints(
+            pred_joints - root_point(pred_joints, self.root)[..., None, :],
+            gt_joints - root_point(gt_joints, self.root)[:, None],
+            self.coco_index,
+        )
+        if not pve:
+            return ProtocolTargets(pred_joints, gt_joints, calibration)
+        return ProtocolTargets(pred_joints, gt_joints, calibration, pred_vertices, gt_vertices)
+
+
 @torch.no_grad()
 def evaluate_real(
     model: HumrModel,
@@ -186,9 +222,9 @@ def evaluate_real(
 
     Returns:
         The accumulator's means (mm; 2DKP and MinDist in 256-crop pixels; PercIn in %), the
-        best-of-N ``"curves"``, ``"num_images"``, ``"protocol"`` and ``"plots"``.
+        best-of-N ``"curves"``, ``"num_images"``, ``"protocol"`` and ``"plots"``
+        (:func:`~humr.experiment.evaluation.evaluate` with :class:`SMPLProtocol`).
     """
-    model.eval()
     body = model.body
     files = files if files is not None else load_real_eval_files(eval_config, protocol)
     if files.protocol != protocol:
@@ -199,58 +235,7 @@ def evaluate_real(
             f"model: the SMPL-X -> SMPL matrix needs a body with {files.smplx_to_smpl.shape[1]} "
             f"vertices (SMPL-X), found {type(body).__name__} with {num_v}"
         )
-    generator = torch.Generator().manual_seed(seed)
-    acc = MetricAccumulator()
-    first_batch = first_hyps = None
-    for batch in tqdm(
-        eval_batches(dataset, eval_config), desc=f"evaluate {protocol}", disable=not progress, leave=False
-    ):
-        hyps = model(batch, num_samples=eval_config.num_hypotheses - 1, generator=generator,
-                     with_log_prob=DEFAULT_SELECTION.flow != 0)
-        dtype = hyps.shape.dtype
-        gt_vertices, gt_joints = _ground_truth(
-            files, batch["pose"].to(dtype), batch["shape"].to(dtype), genders_of(dataset, batch["index"])
-        )
-        pred_vertices = smplx_to_smpl_vertices(hyps.vertices(body), files.smplx_to_smpl)  # (B, S, 6890, 3)
-        pred_joints = torch.einsum("kv,bsvc->bskc", files.joint_regressor.to(pred_vertices), pred_vertices)
-        acc.update_accuracy(
-            pred_joints,
-            gt_joints,
-            protocol=protocol,
-            pred_vertices=pred_vertices if eval_config.pve else None,
-            gt_vertices=gt_vertices if eval_config.pve else None,
-            selected=select_hypotheses(hyps, batch).index,
-        )
-        update_distribution(acc, batch, hyps, visibility_threshold, crop_pixels=REFERENCE_CROP_PIXELS)
-        update_protocol_calibration(acc, batch, pred_joints, gt_joints, protocol,
-                                    eval_config.uncertain_threshold_mm, visibility_threshold)
-        if first_batch is None:
-            first_batch, first_hyps = batch, hyps
-    metrics = evaluation_summary(acc)
-    metrics["protocol"] = protocol
-    if eval_config.plots and out_dir is not None and first_batch is not None:
-        metrics["plots"] = [
-            str(p) for p in write_plots(first_batch, first_hyps, body, acc, Path(out_dir) / "plots")
-        ]
-    return metrics
-
-
-def evaluate_experiment(
-    model: HumrModel,
-    dataset: Dataset,
-    data_config,
-    eval_config: EvalConfig,
-    out_dir: Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """The evaluation a data config calls for: :func:`humr.training.evaluation.evaluate` on the synthetic
-    set, :func:`evaluate_real` with the test set's protocol on real data (the trainer's one dispatch)."""
-    if data_config.dataset == "synthetic":
-        from humr.training.evaluation import evaluate
-
-        return evaluate(model, dataset, eval_config, out_dir=out_dir, progress=progress)
-    from humr.training.real_data import evaluation_protocol
-
-    return evaluate_real(
-        model, dataset, eval_config, evaluation_protocol(data_config), out_dir=out_dir, progress=progress
-    )
+    protocol_of_files = SMPLProtocol(files, body, dataset)
+    metrics = evaluate(model, dataset, eval_config, out_dir=out_dir, progress=progress,
+                       visibility_threshold=visibility_threshold, seed=seed, protocol=protocol_of_files)
+    return {**metrics, "protocol": protocol}

@@ -9,7 +9,7 @@ name          data sets (annotation files under ``<root>/annotations``, referenc
               annotation file is present under ``root`` (at least one)
 ``agora``     ``agora-bfh`` and ``agora-body``, those present (at least one)
 ``3dpw``      ``3dpw-train-smplx`` (3DPW train with BEDLAM's SMPL-X labels)
-a key         any single training key of :data:`~humr.data.bedlam_cliff.PRESET_KEYS`
+a key         any single training key of :data:`~humr.data.bedlam_cliff.TRAIN_KEYS`
               (``static-hdri``, ``agora-bfh``, ...)
 ============  ===============================================================================
 
@@ -18,7 +18,7 @@ a key         any single training key of :data:`~humr.data.bedlam_cliff.PRESET_K
 ``"emdb_occluded"`` (``emdb-p1-occl``, the 1,760-mask plausibility subset, protocol ``"emdb"``).
 
 Mixture ratios (``data.ratios``, one per "+"-joined name; empty: by size, i.e. the plain
-concatenation the reference trains on) are applied by :class:`MixtureDataset`: each epoch of
+concatenation the reference trains on) are applied by :class:`humr.data.mixture.MixtureDataset`: each epoch of
 ``len`` items holds exactly ``round(len * ratio_d / sum(ratios))`` items of name ``d`` (largest
 remainders), each a stratified random item of it; inside a name (the BEDLAM scenes) data sets
 weigh by their size. Because the trainer shuffles indices with a plain ``DataLoader``, the
@@ -54,12 +54,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from humr.config import DataConfig
@@ -67,18 +65,19 @@ from humr.data.augment import PAPER_AUGMENT
 from humr.data.bedlam_cliff import (
     BEDLAM_SCENES,
     FOCAL_MODES,
+    TRAIN_KEYS,
     BedlamCliffDataset,
     DatasetSpec,
     annotation_keys,
     preset,
 )
+from humr.data.mixture import MixtureDataset
 
 __all__ = [
     "TRAIN_GROUPS",
     "TEST_SETS",
     "DEFAULT_TEST_SET",
     "RealTrainSet",
-    "MixtureDataset",
     "evaluation_protocol",
     "train_specs",
     "evaluation_spec",
@@ -92,7 +91,6 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
     "agora": ("agora-bfh", "agora-body"),
     "3dpw": ("3dpw-train-smplx",),
 }
-_TRAIN_KEYS = (*BEDLAM_SCENES, "agora-bfh", "agora-body", "3dpw-train-smplx")
 #: Test-set names -> (data-set key, evaluation protocol of :data:`humr.eval.metrics.PROTOCOLS`).
 TEST_SETS: dict[str, tuple[str, str]] = {
     "3dpw_test": ("3dpw-test-cam", "3dpw"),
@@ -136,14 +134,12 @@ def _root(config: DataConfig) -> Path:
 def _names(config: DataConfig) -> list[str]:
     names = [n.strip() for n in config.dataset.split("+")]
     for name in names:
-        if name not in TRAIN_GROUPS and name not in _TRAIN_KEYS:
+        if name not in TRAIN_GROUPS and name not in TRAIN_KEYS:
             raise ValueError(
                 f"data.dataset: unknown training set {name!r} in {config.dataset!r}; expected names joined "
-                f"by '+' from {sorted(TRAIN_GROUPS)} or single keys ({', '.join(_TRAIN_KEYS)})"
+                f"by '+' from {sorted(TRAIN_GROUPS)} or single keys ({', '.join(TRAIN_KEYS)})"
             )
-    if len(set(names)) != len(names):
-        raise ValueError(f"data.dataset: a training set is named twice in {config.dataset!r}")
-    return names
+    return names  # DataConfig has checked that none is named twice
 
 
 def _samples(spec: DatasetSpec, config: DataConfig) -> DatasetSpec:
@@ -221,123 +217,18 @@ def evaluation_spec(config: DataConfig) -> DatasetSpec:
     return _features(spec, config)
 
 
-def _check_ratios(config: DataConfig, count: int) -> None:
-    ratios = tuple(config.ratios)
-    if not ratios:
-        return
-    if len(ratios) != count:
-        raise ValueError(
-            f"data.ratios: expected {count} values, one per '+'-joined name of "
-            f"data.dataset={config.dataset!r}, found {len(ratios)} ({ratios})"
-        )
-    if not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
-        raise ValueError(f"data.ratios: expected non-negative finite values, positive sum, found {ratios}")
-
-
 def check_real_data_config(config: DataConfig) -> None:
     """Fail before any training on a config whose real data cannot be built.
 
-    Raises ``ValueError`` (unknown names, ratios of the wrong length or sign, cached features
-    with augmentation, sizes) or ``FileNotFoundError`` (root, annotation files, sample and
-    feature stores), each naming the field to fix.
+    What the fields alone tell (ratios, cached features with augmentation, sizes) the
+    :class:`~humr.config.DataConfig` checks when it is built; here: ``ValueError`` for unknown
+    training or test set names, ``FileNotFoundError`` for the root, annotation files, sample and
+    feature stores, each naming the field to fix.
     """
-    names = _names(config)
-    _check_ratios(config, len(names))
-    if config.features_dir is not None and config.augment:
-        raise ValueError(
-            "data.features_dir, data.augment: cached features are computed on unaugmented crops; "
-            "set --data.augment false to train on them (or drop --data.features_dir)"
-        )
-    if config.image_size < 32:
-        raise ValueError(f"data.image_size: expected >= 32 pixels, found {config.image_size}")
+    _names(config)
     evaluation_protocol(config)
     train_specs(config)
     evaluation_spec(config)
-
-
-class MixtureDataset(Dataset):
-    """Data sets mixed with given weights through a fixed-length index map (see the module docstring).
-
-    Item ``i`` belongs to data set ``d = owner[i]`` (``counts[d]`` consecutive slots; a
-    shuffling loader mixes them) and is its item ``floor((j + u) * len_d / counts[d])`` for slot
-    ``j`` of ``d`` and a fresh ``u ~ U[0, 1)``: every item once per epoch when ``counts[d] =
-    len_d``, a random item of each stratum otherwise. ``u`` comes from a per-process generator
-    (seeded from ``seed``, torch's per-worker seed and the worker id; never a global reseed).
-
-    Args:
-        datasets: the data sets.
-        weights: one non-negative weight per data set (None: their lengths, the concatenation).
-        length: items per epoch (default: the total length).
-        seed: seed of the stratum draws.
-    """
-
-    def __init__(
-        self,
-        datasets: Sequence[Dataset],
-        weights: Sequence[float] | None = None,
-        length: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.datasets = list(datasets)
-        self.lengths = np.array([len(d) for d in self.datasets], np.int64)
-        if not self.datasets:
-            raise ValueError("datasets: expected at least one data set, found none")
-        w = self.lengths.astype(np.float64) if weights is None else np.asarray(weights, np.float64)
-        if w.shape != self.lengths.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(
-                f"weights: expected {len(self.datasets)} non-negative finite weights, "
-                f"positive sum, found {list(np.atleast_1d(w))}"
-            )
-        if ((w > 0) & (self.lengths == 0)).any():
-            raise ValueError(
-                f"weights: an empty data set has a positive weight "
-                f"(lengths {self.lengths.tolist()}, weights {w.tolist()})"
-            )
-        self.length = int(self.lengths.sum() if length is None else length)
-        if self.length < 1:
-            raise ValueError(f"length: expected >= 1 items per epoch, found {self.length}")
-        self.weights = w / w.sum()
-        self.counts = _apportion(self.weights, self.length)
-        self._starts = np.concatenate([[0], np.cumsum(self.counts)])
-        self.seed = int(seed)
-        self._rng: np.random.Generator | None = None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_rng"] = None
-        return state
-
-    def _generator(self) -> np.random.Generator:
-        if self._rng is None:
-            info = torch.utils.data.get_worker_info()
-            worker = info.id if info is not None else -1
-            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, worker + 1])
-        return self._rng
-
-    def locate(self, i: int, u: float) -> tuple[int, int]:
-        """``(data set, item)`` of index ``i`` for the stratum position ``u`` in [0, 1)."""
-        if not 0 <= i < self.length:
-            raise IndexError(f"index {i} out of range [0, {self.length})")
-        d = int(np.searchsorted(self._starts, i, side="right") - 1)
-        j = i - int(self._starts[d])
-        item = min(int((j + u) * self.lengths[d] / self.counts[d]), int(self.lengths[d]) - 1)
-        return d, item
-
-    def __getitem__(self, i: int):
-        d, item = self.locate(int(i), float(self._generator().random()))
-        return self.datasets[d][item]
-
-
-def _apportion(weights: np.ndarray, total: int) -> np.ndarray:
-    """Integer counts summing to ``total``, proportional to ``weights`` (largest remainders)."""
-    exact = weights * total
-    counts = np.floor(exact).astype(np.int64)
-    order = np.argsort(-(exact - counts), kind="stable")
-    counts[order[: total - counts.sum()]] += 1
-    return counts
 
 
 def build_real_datasets(
@@ -347,7 +238,7 @@ def build_real_datasets(
 
     Training items follow :mod:`humr.data.fields` with SMPL-X ground truth (J = 22, S = 11), so
     ``body`` must be ``"smplx"``; test items carry SMPL ground truth (J = 24, S = 10) for
-    :func:`humr.training.evaluation_real.evaluate_real`. ``test_focal`` (``eval.test_focal``):
+    :func:`humr.experiment.evaluation_real.evaluate_real`. ``test_focal`` (``eval.test_focal``):
     the test items' focal length, ``"estimate"`` or ``"annotated"`` (see the module docstring).
     """
     if body != "smplx":

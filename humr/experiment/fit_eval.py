@@ -2,7 +2,7 @@
 tabulate the metrics before and after fitting, with and without the flow prior.
 
 The targets are the detector's highest-likelihood pose ``batch["detector_keypoints"]`` (never the
-ground truth); the metrics are those of :func:`humr.training.evaluation.evaluate` (pelvis-aligned
+ground truth); the metrics are those of :func:`humr.experiment.evaluation.evaluate` (pelvis-aligned
 body joints, PVE on full meshes, 2DKP against the ground-truth 2D keypoints of visible joints,
 3D spread, mask plausibility), so the rows compare with the evaluation tables.
 """
@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from humr.config import EvalConfig, ExperimentConfig
 from humr.eval.accumulator import MetricAccumulator
+from humr.experiment.evaluation import OwnBodyProtocol, eval_batches, update_accuracy, update_distribution
 from humr.fitting import FitConfig, fit_keypoints
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
-from humr.training.evaluation import eval_batches, update_distribution
 
 __all__ = ["default_rows", "evaluate_fitting", "main_fit"]
 
@@ -54,19 +54,11 @@ def default_rows(config: FitConfig, num_samples: int) -> dict[str, Row]:
 def _batch_metrics(
     acc: MetricAccumulator, batch: Mapping[str, torch.Tensor], hyps: Hypotheses, model: HumrModel, pve: bool
 ) -> None:
-    """The per-batch metrics of :func:`humr.training.evaluation.evaluate`, for any hypotheses."""
-    body = model.body
+    """The per-batch metrics of :func:`humr.experiment.evaluation.evaluate`, for any hypotheses:
+    accuracy (:class:`~humr.experiment.evaluation.OwnBodyProtocol`) and the distribution metrics."""
+    protocol = OwnBodyProtocol(model.body)
     with torch.no_grad():
-        gt_pose, gt_shape = batch["pose"], batch["shape"].to(hyps.shape.dtype)
-        pred_vertices = hyps.vertices(body) if pve else None
-        gt_vertices = body(gt_pose, gt_shape).vertices if pve else None
-        acc.update_accuracy(
-            hyps.keypoints(body, "body_joints"),
-            body.keypoints(gt_pose, gt_shape, "body_joints"),
-            root=0,
-            pred_vertices=pred_vertices,
-            gt_vertices=gt_vertices,
-        )
+        update_accuracy(acc, protocol.targets(batch, hyps, pve), protocol.root)
         update_distribution(acc, batch, hyps)
 
 
@@ -141,9 +133,9 @@ def _fit_parser(description: str) -> argparse.ArgumentParser:
 def _load(ckpt: Path, rest: list[str], description: str) -> tuple[ExperimentConfig, HumrModel]:
     """The checkpoint's config with the ``--data.*`` / ``--eval.*`` overrides, and its model."""
     from humr.config import flat_config
+    from humr.experiment.cli import parse_config
+    from humr.experiment.recipe import EVALUATE_MAY_CHANGE
     from humr.training.checkpoint import load_checkpoint
-    from humr.training.cli import parse_config
-    from humr.training.recipe import EVALUATE_MAY_CHANGE
 
     stored, model = load_checkpoint(ckpt)
     config = parse_config(stored, rest, description)
@@ -161,7 +153,7 @@ def _load(ckpt: Path, rest: list[str], description: str) -> tuple[ExperimentConf
 def main_fit(argv: list[str] | None = None, description: str = "") -> dict[str, dict[str, Any]]:
     """``CHECKPOINT [--split] [--num-samples K] [--fit.* / --eval.* / --data.* overrides]``: the table."""
     from humr.eval.accumulator import format_table
-    from humr.training.data import build_datasets
+    from humr.experiment.data import build_datasets
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _fit_parser(description)

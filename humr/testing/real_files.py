@@ -170,73 +170,111 @@ def write_fake_dataset(
     """
     if kind not in FAKE_KINDS:
         raise ValueError(f"kind: expected one of {sorted(FAKE_KINDS)}, found {kind!r}")
-    key, body, ext = FAKE_KINDS[kind]
     root = Path(root)
     rng = np.random.default_rng(seed)
-    if kind.startswith("bedlam"):
-        spec = bedlam_scene(key, root)
-    elif kind == "agora":
-        spec = agora(key, root)
-    elif kind == "3dpw_train":
-        spec = pw3d_train(root)
-    elif kind == "3dpw_test":
-        spec = pw3d_test(root)
-    else:
-        spec = emdb(root, occluded_subset=True)
-    rotate = spec.rotate_clockwise
+    spec = _fake_spec(kind, root)
     disk_w, disk_h = image_size
-    w, h = (disk_h, disk_w) if rotate else (disk_w, disk_h)
-
-    names, kps_all, masks, centers, scales = [], [], [], [], []
-    for r in range(num_rows):
-        if kind.startswith("bedlam"):
-            name = f"seq_{r // 2:06d}/seq_{r // 2:06d}_{r % 2:04d}{ext}"
-        elif kind == "agora":
-            name = f"ag_trainset_fake_scene_cam00_{r:05d}_1280x720{ext}"
-        else:
-            name = f"seq_{r // 2:02d}/images/{r:05d}{ext}"
-        height = rng.uniform(0.55, 0.8) * h
-        c = np.array([rng.uniform(0.35, 0.65) * w, rng.uniform(0.45, 0.55) * h])
-        kps = _person(rng, c, height)
-        other = _person(rng, c + [rng.choice([-1, 1]) * 0.3 * height, 0.05 * h], 0.9 * height)
-        img = np.empty((h, w, 3), np.uint8)
-        img[...] = rng.integers(40, 120, 3, dtype=np.uint8)
-        img = cv2.add(img, rng.integers(0, 30, (h, w, 3), dtype=np.uint8))
-        mask = np.zeros((h, w), np.uint8)
-        thick = max(2, int(0.04 * height))
-        _draw(img, other, (60, 160, 60), thick)
-        _draw(mask, other, 1, thick)
-        _draw(img, kps, (220, 120, 90), thick)
-        _draw(mask, kps, 1, thick)
-        lo, hi = kps.min(0), kps.max(0)
-        centers.append((lo + hi) / 2)
-        scales.append(1.2 * float((hi - lo).max()) / 200.0)
-        names.append(name)
-        kps_all.append(kps)
-        masks.append(mask.astype(bool))
-        # Write image and mask as stored on disk (closeup: landscape, i.e. rotated back).
-        disk_img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-        disk_mask = mask
-        if rotate:
-            disk_img = cv2.rotate(disk_img, cv2.ROTATE_90_COUNTERCLOCKWISE)
-            disk_mask = cv2.rotate(disk_mask, cv2.ROTATE_90_COUNTERCLOCKWISE)
-        path = Path(spec.image_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), disk_img)
-        if spec.mask_layout is not None:
-            mpath = mask_path(spec.mask_layout, spec.mask_dir, name)
-            mpath.parent.mkdir(parents=True, exist_ok=True)
-            if spec.mask_layout == "bedlam_env":
-                out = np.where(disk_mask > 0, 0, 255).astype(np.uint8)
-            elif spec.mask_layout == "agora_all_person":
-                out = np.where(disk_mask > 0, 180, AGORA_BACKGROUND).astype(np.uint8)
-            else:
-                out = np.where(disk_mask > 0, 255, 0).astype(np.uint8)
-            cv2.imwrite(str(mpath), out)
-
-    n = num_rows
+    size = (disk_h, disk_w) if spec.rotate_clockwise else (disk_w, disk_h)
+    frames = [_write_frame(spec, _image_name(kind, r), *_draw_frame(rng, size)) for r in range(num_rows)]
+    names, kps_all, masks = (list(x) for x in zip(*frames)) if frames else ([], [], [])
     kps_all = np.stack(kps_all)
-    center, scale = np.stack(centers), np.asarray(scales)
+    data = _annotation(rng, kind, names, kps_all, size, occluded_rows)
+    # the samples follow the detections as drawn, whatever edit does to the file
+    det, conf = data["vitpose"][..., 1::-1].copy(), data["vitpose"][..., 2].copy()  # (x, y), confidence
+    scale = data["scale"].copy()
+    if edit is not None:
+        edit(data)
+    ann_path = Path(spec.annotation)
+    ann_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(ann_path, **data)
+    spec = _write_samples(spec, root, rng, det, conf, masks, scale, num_samples, samples_layout)
+    return FakeDataset(spec=spec, keypoints=kps_all, masks=np.stack(masks), annotation=data)
+
+
+def _fake_spec(kind: str, root: Path) -> DatasetSpec:
+    key = FAKE_KINDS[kind][0]
+    if kind.startswith("bedlam"):
+        return bedlam_scene(key, root)
+    if kind == "agora":
+        return agora(key, root)
+    if kind == "3dpw_train":
+        return pw3d_train(root)
+    if kind == "3dpw_test":
+        return pw3d_test(root)
+    return emdb(root, occluded_subset=True)
+
+
+def _image_name(kind: str, r: int) -> str:
+    """Row ``r``'s image path below the image folder, as the data set names its files."""
+    ext = FAKE_KINDS[kind][2]
+    if kind.startswith("bedlam"):
+        return f"seq_{r // 2:06d}/seq_{r // 2:06d}_{r % 2:04d}{ext}"
+    if kind == "agora":
+        return f"ag_trainset_fake_scene_cam00_{r:05d}_1280x720{ext}"
+    return f"seq_{r // 2:02d}/images/{r:05d}{ext}"
+
+
+def _draw_frame(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One ``(W, H) = size`` RGB frame ``(H, W, 3)`` of a target person and a bystander, their
+    union mask ``(H, W)`` uint8 and the target's keypoints ``(17, 2)`` (pixels)."""
+    w, h = size
+    height = rng.uniform(0.55, 0.8) * h
+    c = np.array([rng.uniform(0.35, 0.65) * w, rng.uniform(0.45, 0.55) * h])
+    kps = _person(rng, c, height)
+    other = _person(rng, c + [rng.choice([-1, 1]) * 0.3 * height, 0.05 * h], 0.9 * height)
+    img = np.empty((h, w, 3), np.uint8)
+    img[...] = rng.integers(40, 120, 3, dtype=np.uint8)
+    img = cv2.add(img, rng.integers(0, 30, (h, w, 3), dtype=np.uint8))
+    mask = np.zeros((h, w), np.uint8)
+    thick = max(2, int(0.04 * height))
+    _draw(img, other, (60, 160, 60), thick)
+    _draw(mask, other, 1, thick)
+    _draw(img, kps, (220, 120, 90), thick)
+    _draw(mask, kps, 1, thick)
+    return img, mask, kps
+
+
+def _write_frame(
+    spec: DatasetSpec, name: str, img: np.ndarray, mask: np.ndarray, kps: np.ndarray
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """Write a frame's image and mask as stored on disk (closeup: landscape, i.e. rotated back);
+    returns ``(name, keypoints, mask as bool)``."""
+    disk_img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    disk_mask = mask
+    if spec.rotate_clockwise:
+        disk_img = cv2.rotate(disk_img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        disk_mask = cv2.rotate(disk_mask, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    path = Path(spec.image_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), disk_img)
+    if spec.mask_layout is not None:
+        mpath = mask_path(spec.mask_layout, spec.mask_dir, name)
+        mpath.parent.mkdir(parents=True, exist_ok=True)
+        if spec.mask_layout == "bedlam_env":
+            out = np.where(disk_mask > 0, 0, 255).astype(np.uint8)
+        elif spec.mask_layout == "agora_all_person":
+            out = np.where(disk_mask > 0, 180, AGORA_BACKGROUND).astype(np.uint8)
+        else:
+            out = np.where(disk_mask > 0, 255, 0).astype(np.uint8)
+        cv2.imwrite(str(mpath), out)
+    return name, kps, mask.astype(bool)
+
+
+def _annotation(
+    rng: np.random.Generator,
+    kind: str,
+    names: list[str],
+    kps_all: np.ndarray,
+    size: tuple[int, int],
+    occluded_rows: tuple[int, ...],
+) -> dict[str, np.ndarray]:
+    """The annotation ``.npz`` arrays of frames with keypoints ``kps_all (N, 17, 2)``: every key of
+    :mod:`humr.data.bedlam_cliff`, boxes around the keypoints, noisy detections, random bodies."""
+    body = FAKE_KINDS[kind][1]
+    (w, h), n = size, len(names)
+    lo, hi = kps_all.min(1), kps_all.max(1)
+    center = (lo + hi) / 2
+    scale = np.asarray([1.2 * float(s) / 200.0 for s in (hi - lo).max(1)])
     conf = rng.uniform(0.3, 1.0, (n, 17))
     det = kps_all + rng.normal(0, 1.5, kps_all.shape)
     joints = 22 if body == "smplx" else 24
@@ -269,43 +307,48 @@ def write_fake_dataset(
         data["gtkps"] = np.concatenate([gtkps, np.ones((n, 127, 1))], -1)
     if kind == "emdb_occl":
         data["valid_emdb_mask"] = np.ones(n, np.int64)
-    if edit is not None:
-        edit(data)
-    ann_path = Path(spec.annotation)
-    ann_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(ann_path, **data)
+    return data
 
-    if samples_layout is not None:
-        samples = np.empty((n, 17, num_samples, 4), np.float32)
+
+def _write_samples(
+    spec: DatasetSpec,
+    root: Path,
+    rng: np.random.Generator,
+    det: np.ndarray,
+    conf: np.ndarray,
+    masks: list[np.ndarray],
+    scale: np.ndarray,
+    num_samples: int,
+    layout: str | None,
+) -> DatasetSpec:
+    """Heatmap samples around the detections ``det (N, 17, 2)`` in ``layout``; the spec to read them."""
+    if layout is None:
+        return replace(spec, samples=None)
+    n = len(det)
+    samples = np.empty((n, 17, num_samples, 4), np.float32)
+    for r in range(n):
+        xy = det[r][:, None] + rng.normal(0, 3.0, (17, num_samples, 2))
+        c_s = np.clip(conf[r][:, None] * np.exp(-((xy - det[r][:, None]) ** 2).sum(-1) / 50.0), 0.0, 1.0)
+        c_s[:, 0] = conf[r]  # the sampled cells include the maximum
+        d_px = MaskDistance(masks[r])(xy)
+        samples[r] = np.concatenate([xy, c_s[..., None], d_px[..., None]], -1)
+    if layout == "reference":
         for r in range(n):
-            xy = det[r][:, None] + rng.normal(0, 3.0, (17, num_samples, 2))
-            c_s = np.clip(conf[r][:, None] * np.exp(-((xy - det[r][:, None]) ** 2).sum(-1) / 50.0), 0.0, 1.0)
-            c_s[:, 0] = conf[r]  # the sampled cells include the maximum
-            d_px = MaskDistance(masks[r])(xy)
-            samples[r] = np.concatenate([xy, c_s[..., None], d_px[..., None]], -1)
-        if samples_layout == "reference":
-            for r in range(n):
-                ref = samples[r].transpose(1, 0, 2).copy()  # (N, 17, 4)
-                ref[..., 3] *= REFERENCE_MASK_CROP / (scale[r] * 200.0)  # 224-crop pixels
-                write_reference_samples(Path(root) / "heatmap_samples" / spec.name / f"{r:07d}.npy.gz", ref)
-            spec = replace(spec, samples=str(Path(root) / "heatmap_samples"), samples_layout="reference")
-        elif samples_layout == "humr":
-            store_dir = Path(root) / "humr_samples" / spec.name
-            store = HeatmapSampleStore.create(store_dir, n, num_samples)
-            store.write(
-                range(n),
-                samples=samples,
-                keypoints=np.concatenate([det, conf[..., None]], -1).astype(np.float32),
-            )
-            store.flush()
-            spec = replace(spec, samples=str(store_dir), samples_layout="humr")
-        else:
-            raise ValueError(
-                f"samples_layout: expected 'reference', 'humr' or None, found {samples_layout!r}"
-            )
-    else:
-        spec = replace(spec, samples=None)
-    return FakeDataset(spec=spec, keypoints=kps_all, masks=np.stack(masks), annotation=data)
+            ref = samples[r].transpose(1, 0, 2).copy()  # (N, 17, 4)
+            ref[..., 3] *= REFERENCE_MASK_CROP / (scale[r] * 200.0)  # 224-crop pixels
+            write_reference_samples(root / "heatmap_samples" / spec.name / f"{r:07d}.npy.gz", ref)
+        return replace(spec, samples=str(root / "heatmap_samples"), samples_layout="reference")
+    if layout == "humr":
+        store_dir = root / "humr_samples" / spec.name
+        store = HeatmapSampleStore.create(store_dir, n, num_samples)
+        store.write(
+            range(n),
+            samples=samples,
+            keypoints=np.concatenate([det, conf[..., None]], -1).astype(np.float32),
+        )
+        store.flush()
+        return replace(spec, samples=str(store_dir), samples_layout="humr")
+    raise ValueError(f"samples_layout: expected 'reference', 'humr' or None, found {layout!r}")
 
 
 def write_tiny_vitpose(path: str | Path, peaked: bool = False, seed: int = 0) -> Path:

@@ -2,11 +2,13 @@
 
 Each leaf field of :class:`~humr.config.ExperimentConfig` becomes an option named by
 its dotted path; ``--help`` lists them with their defaults. A few short aliases cover what
-people type most: ``--data``, ``--body``, ``--body-model-dir``, ``--steps``,
-``--accelerator``, ``--devices``, ``--num-nodes``, ``--output-dir``, ``--resume``.
+people type most: ``--data``, ``--body``, ``--body-model-dir``, ``--flow`` (the flow's kind,
+``--model.flow.kind``), ``--steps``, ``--accelerator``, ``--devices``, ``--num-nodes``,
+``--output-dir``, ``--resume``. Nested sections nest their names: the flow's depth is
+``--model.flow.num_layers``.
 
-Names are checked against the config's ``Literal`` types (``--model.flow foo`` answers
-"--model.flow: expected one of realnvp, glow, found 'foo'"), and a value the config refuses
+Names are checked against the config's ``Literal`` types (``--model.flow.kind foo`` answers
+"--model.flow.kind: expected one of realnvp, glow, found 'foo'"), and a value the config refuses
 (``--loss.mmd_weight nan``) ends the program with argparse's usage error naming the field.
 """
 
@@ -22,13 +24,14 @@ from humr.config import ExperimentConfig, override
 
 __all__ = ["TINY_FLAG", "SEEDS_FLAG", "build_parser", "parse_config"]
 
-#: The recipes' smoke-run flag (:func:`humr.training.recipe.tiny`).
+#: The recipes' smoke-run flag (:func:`humr.experiment.recipe.tiny`).
 TINY_FLAG = "--tiny"
 SEEDS_FLAG = "--seeds"
 
 ALIASES = {
     "--data": "data.dataset",
     "--body-model-dir": "body_model_path",
+    "--flow": "model.flow.kind",
     "--steps": "train.max_steps",
     "--accelerator": "train.accelerator",
     "--devices": "train.devices",
@@ -122,7 +125,7 @@ def build_parser(
             TINY_FLAG,
             action="store_true",
             help="a smoke-test budget that runs end to end in well under a minute "
-            "(humr.training.recipe.tiny); later flags override it",
+            "(humr.experiment.recipe.tiny); later flags override it",
         )
     if seeds:
         parser.add_argument(
@@ -130,7 +133,7 @@ def build_parser(
             default=None,
             metavar="S1,S2,...",
             help="train every row once per training seed and print mean±std per cell "
-            "(humr.training.recipe.main_rows); the data stay those of --data.seed",
+            "(humr.experiment.recipe.main_rows); the data stay those of --data.seed",
         )
     for alias, dotted in ALIASES.items():
         parser.add_argument(
@@ -164,7 +167,7 @@ def parse_config(
     A value the config refuses (``--loss.mmd_weight nan``) ends the program with argparse's
     usage error naming the field, before anything is built or written. ``tiny``: accept (and
     document) ``--tiny``, which the caller has already applied to ``defaults``; ``seeds``: document
-    ``--seeds``, which the caller reads itself (:func:`humr.training.recipe.parse_seeds`).
+    ``--seeds``, which the caller reads itself (:func:`humr.experiment.recipe.parse_seeds`).
     """
     from humr.config import load_config
 

@@ -75,8 +75,17 @@ def _faces(num_vertices: int, num_faces: int, rng: np.random.Generator) -> np.nd
 
 
 def _lbs_arrays(
-    num_vertices: int, parents: tuple[int, ...], num_shape: int, num_faces: int, rng: np.random.Generator
+    num_vertices: int,
+    parents: tuple[int, ...],
+    num_shape: int,
+    real_size: tuple[int, int],
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
+    """The arrays every linear-blend-skinning model file holds; ``real_size`` is the released
+    model's ``(vertices, faces)``: its face count at its vertex count, ``2 V`` faces otherwise."""
+    if num_vertices < 4:
+        raise ValueError(f"num_vertices: expected at least 4, found {num_vertices}")
+    num_faces = real_size[1] if num_vertices == real_size[0] else 2 * num_vertices
     n_joints = len(parents)
     # A body-sized box (metres); blend shapes at a plausible scale (cm per unit coefficient).
     v_template = (rng.random((num_vertices, 3), dtype=np.float32) - 0.5) * np.array(
@@ -91,6 +100,16 @@ def _lbs_arrays(
         "weights": random_convex_rows(num_vertices, n_joints, 3, rng),
         "kintree_table": np.stack([np.array(parents, np.int64), np.arange(n_joints, dtype=np.int64)]),
     }
+
+
+def _save_npz(path: str | Path, arrays: dict[str, np.ndarray],
+              edit: Callable[[dict[str, np.ndarray]], None] | None) -> Path:
+    if edit is not None:
+        edit(arrays)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
 
 
 def write_smplx_npz(
@@ -109,26 +128,18 @@ def write_smplx_npz(
     ``F`` is 20,908 at the real vertex count, about ``2 V`` otherwise. ``edit`` may change the
     arrays (in place) before they are written, e.g. put a NaN in one.
     """
-    if num_vertices < 4:
-        raise ValueError(f"num_vertices: expected at least 4, found {num_vertices}")
     rng = np.random.default_rng(seed)
-    num_faces = _SMPLX_FACES if num_vertices == 10475 else 2 * num_vertices
-    arrays = _lbs_arrays(num_vertices, SMPLX_PARENTS, num_shape_components, num_faces, rng)
+    arrays = _lbs_arrays(num_vertices, SMPLX_PARENTS, num_shape_components, (10475, _SMPLX_FACES), rng)
     eye = np.eye(45, dtype=np.float32)
     arrays.update(
         hands_componentsl=eye,
         hands_componentsr=eye,
         hands_meanl=np.zeros(45, np.float32),
         hands_meanr=np.zeros(45, np.float32),
-        lmk_faces_idx=rng.integers(0, num_faces, 51).astype(np.int64),
+        lmk_faces_idx=rng.integers(0, len(arrays["f"]), 51).astype(np.int64),
         lmk_bary_coords=rng.dirichlet(np.ones(3), 51).astype(np.float32),
     )
-    if edit is not None:
-        edit(arrays)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-    return path
+    return _save_npz(path, arrays, edit)
 
 
 def write_smpl_npz(
@@ -145,17 +156,9 @@ def write_smpl_npz(
     ``weights (V, 24)``, ``kintree_table (2, 24)``; ``F`` is 13,776 at the real vertex count.
     ``edit`` may change the arrays (in place) before they are written.
     """
-    if num_vertices < 4:
-        raise ValueError(f"num_vertices: expected at least 4, found {num_vertices}")
     rng = np.random.default_rng(seed)
-    num_faces = _SMPL_FACES if num_vertices == 6890 else 2 * num_vertices
-    arrays = _lbs_arrays(num_vertices, SMPL_PARENTS, num_shape_components, num_faces, rng)
-    if edit is not None:
-        edit(arrays)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-    return path
+    arrays = _lbs_arrays(num_vertices, SMPL_PARENTS, num_shape_components, (6890, _SMPL_FACES), rng)
+    return _save_npz(path, arrays, edit)
 
 
 def write_smplx_to_smpl_pkl(

@@ -2,7 +2,11 @@
 
 Same losses, same random draws and the same values as
 :func:`humr.training.objective.training_losses` (up to float rounding), but with the two costs
-the reference pays every step (DESIGN.md, section 4):
+the reference pays every step (DESIGN.md, section 4). It lives beside the benchmark that uses it
+(``bench_train_step.py``) and composes the objective's public pieces
+(:func:`~humr.training.objective.flow_nll`, :func:`~humr.training.objective.hypothesis_terms`,
+:func:`~humr.training.objective.mask_loss_arguments`,
+:func:`~humr.training.objective.weighted_total`), replacing two of them:
 
 - every hypothesis goes through the body's full forward (for SMPL-X: linear blend skinning of
   all 10,475 vertices of each of the ``B x (1 + n)`` bodies) and its keypoints are read from the
@@ -20,15 +24,19 @@ only within a pixel of the mask's boundary. Everything after that decision (in-m
 samples as targets, the nearest one, the l1 loss and its normalisation) is
 :func:`humr.losses.mask.mask_loss`'s definition, computed here with brute-force distances too.
 
-Example:
-    >>> from humr.training.reference_step import reference_training_losses  # doctest: +SKIP
-    >>> losses = reference_training_losses(model, batch, config.loss)      # doctest: +SKIP
+:func:`reference_hypotheses` is a deliberate parallel of :meth:`HumrModel.decode
+<humr.model.humr_model.HumrModel.decode>`: its point is to compute the keypoints another way
+(and to keep the flow's dtype throughout, as the reference does).
+
+Example (from ``benchmarks/``, or with it on ``sys.path``)::
+
+    from _reference_step import reference_training_losses
+    losses = reference_training_losses(model, batch, config.loss)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 
 import torch
 from torch import Tensor
@@ -39,7 +47,13 @@ from humr.losses.mask import default_tolerance
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
 from humr.rotations import rot6d_to_matrix
-from humr.training.objective import LossTerms, training_losses
+from humr.training.objective import (
+    LossTerms,
+    flow_nll,
+    hypothesis_terms,
+    mask_loss_arguments,
+    weighted_total,
+)
 
 __all__ = ["reference_hypotheses", "pixel_mask_inside", "reference_mask_loss", "reference_training_losses"]
 
@@ -212,12 +226,14 @@ def reference_training_losses(
     mask_chunk: int = 4,
 ) -> LossTerms:
     """:func:`~humr.training.objective.training_losses` the reference's way (full meshes, per-pixel
-    mask distances); same terms, same draws from ``generator``, same weights."""
-    return training_losses(
-        model,
-        batch,
-        config,
-        generator,
-        hypotheses=reference_hypotheses,
-        person_mask_loss=partial(reference_mask_loss, chunk=mask_chunk),
-    )
+    mask distances); same terms, same draws from ``generator`` in the same order, same weights."""
+    context = model.condition(batch)
+    nll = flow_nll(model, batch, context, config, generator)
+    hyps = reference_hypotheses(model, batch, config.num_samples, generator, context)
+    terms = {"nll": nll, **hypothesis_terms(model, hyps, batch, config, generator)}
+    random_2d = hyps.keypoints_2d[:, 1:].transpose(1, 2)  # (B, 17, n, 2)
+    if config.mask_weight > 0:
+        terms["mask"] = reference_mask_loss(random_2d, **mask_loss_arguments(batch, config), chunk=mask_chunk)
+    else:
+        terms["mask"] = random_2d.sum() * 0.0
+    return weighted_total(terms, config)

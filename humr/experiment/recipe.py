@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig
-from humr.training.cli import SEEDS_FLAG, TINY_FLAG, parse_config
+from humr.experiment.cli import SEEDS_FLAG, TINY_FLAG, parse_config
 
 __all__ = ["TINY_FLAG", "SEEDS_FLAG", "tiny", "defaults_for", "parse_seeds", "main_full", "main_rows",
            "main_evaluate"]
@@ -39,8 +39,11 @@ def tiny(config: ExperimentConfig) -> ExperimentConfig:
         eval=replace(config.eval, num_hypotheses=8, max_images=16, batch_size=8),
         model=replace(
             config.model,
-            flow_hidden=min(config.model.flow_hidden, 64),
-            flow_layers=min(config.model.flow_layers, 2),
+            flow=replace(
+                config.model.flow,
+                hidden_features=min(config.model.flow.hidden_features, 64),
+                num_layers=min(config.model.flow.num_layers, 2),
+            ),
             head_hidden=min(config.model.head_hidden, 64),
             image_features=features if config.model.encoder == "hrnet_w48" else min(features, 32),
         ),
@@ -86,7 +89,7 @@ def main_full(
     ``output_dir`` replaces the default output folder.
     """
     from humr.eval.accumulator import format_table
-    from humr.training.run import run_experiment
+    from humr.experiment.run import run_experiment
 
     argv = _split_flags(argv)
     defaults = defaults_for(argv)
@@ -157,7 +160,7 @@ def main_rows(
     from humr.eval.accumulator import format_table
     from humr.eval.plots import plot_rows_with_seeds
     from humr.eval.seeds import aggregate_rows
-    from humr.training.run import run_experiment
+    from humr.experiment.run import run_experiment
 
     seeds, argv = parse_seeds(_split_flags(argv))
     base = defaults_for(argv)
@@ -216,9 +219,9 @@ def main_evaluate(argv: list[str] | None = None, description: str = "") -> dict[
     import torch
 
     from humr.eval.accumulator import format_table
+    from humr.experiment.data import build_datasets
+    from humr.experiment.run import evaluate_experiment
     from humr.training.checkpoint import load_checkpoint
-    from humr.training.data import build_datasets
-    from humr.training.evaluation_real import evaluate_experiment
 
     argv = _split_flags(argv)
     first = argparse.ArgumentParser(description=description, add_help=False)

@@ -1,5 +1,9 @@
 """Train, resume and evaluate an experiment: the one code path every recipe calls.
 
+:func:`train` fits a config's model (the LightningModule of :mod:`humr.training`),
+:func:`evaluate_experiment` measures a model the way its data config calls for, and
+:func:`run_experiment` does both.
+
 Interrupts. SIGINT (Ctrl-C) and SIGTERM (what cluster schedulers send before they kill a job)
 stop training at the end of the current step: that step's checkpoint is written to
 ``<output_dir>/checkpoints/last.ckpt``, the command that resumes the run is printed, and
@@ -34,7 +38,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
-from humr.config import ExperimentConfig, flat_config, save_config
+from humr.config import DataConfig, EvalConfig, ExperimentConfig, flat_config, save_config
+from humr.model.humr_model import HumrModel
 from humr.training.checkpoint import build_model
 from humr.training.module import HumrLightning
 from humr.training.precision import resolve_precision
@@ -48,6 +53,7 @@ __all__ = [
     "resolve_resume",
     "resume_command",
     "train",
+    "evaluate_experiment",
     "run_experiment",
 ]
 
@@ -83,7 +89,7 @@ def check_config(config: ExperimentConfig) -> None:
 
     Every field's own value is checked when the config is built (:mod:`humr.config`).
     """
-    from humr.training.data import check_data_config
+    from humr.experiment.data import check_body, check_data_config
 
     check_data_config(config.data)  # first: "--data foo" is about the data, whatever the body
     if config.body != "anny" and not config.body_model_path:
@@ -94,14 +100,11 @@ def check_config(config: ExperimentConfig) -> None:
     if config.body_model_path and not Path(config.body_model_path).exists():
         raise FileNotFoundError(f"body_model_path: {config.body_model_path} does not exist")
     if config.data.dataset != "synthetic":
-        from humr.training.evaluation_real import check_real_eval_config
-        from humr.training.real_data import evaluation_protocol
+        from humr.experiment.evaluation_real import check_real_eval_config
+        from humr.experiment.real_data import evaluation_protocol
 
         check_real_eval_config(config.eval, evaluation_protocol(config.data))
-    if config.data.dataset == "synthetic" and config.body != "anny":
-        raise ValueError(
-            f"body: the synthetic set is made of Anny bodies; use --body anny, found {config.body!r}"
-        )
+    check_body(config.data, config.body)
     if config.eval.num_hypotheses < 2:
         raise ValueError(
             f"eval.num_hypotheses: expected >= 2 (mode and one sample), found {config.eval.num_hypotheses}"
@@ -257,13 +260,18 @@ def _validation(config: ExperimentConfig) -> Callback | None:
     """The periodic validation of ``train.val_every`` (None when 0)."""
     if config.train.val_every == 0:
         return None
-    from humr.training.data import build_validation_set
+    from humr.experiment.data import build_validation_set
     from humr.training.validation import PeriodicValidation
+
+    def evaluation(model: HumrModel, dataset: Dataset, eval_config: EvalConfig, **kwargs: Any) -> dict:
+        # the test set's protocol on real data (SMPL for 3DPW / EMDB), as evaluate_experiment
+        return evaluate_experiment(model, dataset, config.data, eval_config, **kwargs)
 
     return PeriodicValidation(
         build_validation_set(config.data, config.body),
         config.train.val_every,
         config.eval,
+        evaluation=evaluation,
         num_hypotheses=config.train.val_hypotheses,
         max_images=config.train.val_images,
         seed=config.train.seed,
@@ -306,7 +314,7 @@ def train(config: ExperimentConfig, progress: bool = True) -> tuple[HumrLightnin
     ``config.train.output_dir``; every check (:func:`check_config`, :func:`check_resume`) runs
     before the first of them. Raises :class:`TrainingInterrupted` after SIGINT / SIGTERM.
     """
-    from humr.training.data import build_datasets
+    from humr.experiment.data import build_datasets
 
     check_config(config)
     ckpt_path = resolve_resume(config)
@@ -346,12 +354,34 @@ def train(config: ExperimentConfig, progress: bool = True) -> tuple[HumrLightnin
     return module, last
 
 
+def evaluate_experiment(
+    model: HumrModel,
+    dataset: Dataset,
+    data_config: DataConfig,
+    eval_config: EvalConfig,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The evaluation a data config calls for: :func:`humr.experiment.evaluation.evaluate` on the
+    synthetic set, :func:`humr.experiment.evaluation_real.evaluate_real` with the test set's protocol
+    on real data."""
+    if data_config.dataset == "synthetic":
+        from humr.experiment.evaluation import evaluate
+
+        return evaluate(model, dataset, eval_config, out_dir=out_dir, progress=progress, seed=seed)
+    from humr.experiment.evaluation_real import evaluate_real
+    from humr.experiment.real_data import evaluation_protocol
+
+    protocol = evaluation_protocol(data_config)
+    return evaluate_real(model, dataset, eval_config, protocol, out_dir=out_dir, progress=progress, seed=seed)
+
+
 def run_experiment(
     config: ExperimentConfig, progress: bool = True, plots: bool | None = None
 ) -> dict[str, Any]:
     """Train then evaluate on the test split; returns the metrics (and timings) of the run."""
-    from humr.training.data import build_datasets
-    from humr.training.evaluation_real import evaluate_experiment
+    from humr.experiment.data import build_datasets
 
     start = time.perf_counter()
     module, last = train(config, progress=progress)
