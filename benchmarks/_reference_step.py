@@ -2,7 +2,7 @@
 
 Same losses, same random draws and the same values as
 :func:`humr.training.objective.training_losses` (up to float rounding), but with the two costs
-the reference pays every step (DESIGN.md, section 4). It lives beside the benchmark that uses it
+the reference pays every step (``docs/design.md``). It lives beside the benchmark that uses it
 (``bench_train_step.py``) and composes the objective's public pieces
 (:func:`~humr.training.objective.flow_nll`, :func:`~humr.training.objective.hypothesis_terms`,
 :func:`~humr.training.objective.mask_loss_arguments`,

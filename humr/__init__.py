@@ -6,7 +6,7 @@ the distributions encoded in 2D detector heatmaps (joint-wise MMD) and by person
 
 The layers, bottom up (each imports only the ones before it): :mod:`humr.rotations`,
 :mod:`humr.cameras`, :mod:`humr.losses`, :mod:`humr.flows`, :mod:`humr.bodies`,
-:mod:`humr.data`, :mod:`humr.model`, :mod:`humr.eval`, :mod:`humr.training`,
+:mod:`humr.data`, :mod:`humr.eval`, :mod:`humr.model`, :mod:`humr.training`,
 :mod:`humr.experiment`; beside them :mod:`humr.config`, :mod:`humr.inference`,
 :mod:`humr.fitting`, :mod:`humr.export`, :mod:`humr.ablations` and :mod:`humr.testing`.
 The most used names are here too; everything loads on first use.

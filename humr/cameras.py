@@ -91,6 +91,54 @@ def _batch_shape(**shapes: Sequence[int]) -> torch.Size:
         raise ValueError(f"batch shapes do not broadcast: {found}") from err
 
 
+def _vector(name: str, x: Tensor | Sequence[float], size: int, like: Tensor | None = None) -> Tensor:
+    """``x`` as a finite floating tensor ``(..., size)`` (see :func:`_as_tensor` for ``like``)."""
+    x = _as_tensor(name, x, like)
+    _check_last(name, x, size)
+    _check_finite(name, x)
+    return x
+
+
+def _box_camera(
+    center: Tensor, box_size: Tensor | float, focal: Tensor | float, image_size: Tensor | Sequence[float],
+    like: Tensor | None = None,
+    positive: Sequence[tuple[str, Tensor]] = (),
+    **batch: Sequence[int],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The checked per-camera arguments ``center (..., 2)``, ``b (...)``, ``f (...)``, ``size (..., 2)``.
+
+    Python numbers take ``like``'s dtype and device (``center``'s without ``like``). The extra
+    ``positive`` ``(name, tensor)`` pairs are checked for ``> 0`` before ``box_size``; the named
+    ``batch`` shapes are broadcast first with the four arguments' batch shapes.
+    """
+    center = _vector("center", center, 2, like)
+    like = center if like is None else like
+    b = _as_tensor("box_size", box_size, like)
+    f = _as_tensor("focal", focal, like)
+    size = _as_tensor("image_size", image_size, like)
+    _check_last("image_size", size, 2)
+    for name, x in positive:
+        _check_positive(name, x)
+    _check_positive("box_size", b)
+    _check_positive("focal", f)
+    _check_positive("image_size", size)
+    _batch_shape(**batch, center=center.shape[:-1], box_size=b.shape, focal=f.shape,
+                 image_size=size.shape[:-1])
+    return center, b, f, size
+
+
+def _crop_box(points: Tensor, center: Tensor, box_size: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
+    """The checked arguments of :func:`image_to_crop` / :func:`crop_to_image`: points, centre, side."""
+    points = _as_tensor("points", points)
+    if points.dim() < 2 or points.shape[-1] != 2:
+        raise ValueError(f"points: expected shape (..., N, 2), found {tuple(points.shape)}")
+    center = _vector("center", center, 2, points)
+    b = _as_tensor("box_size", box_size, points)
+    _check_positive("box_size", b)
+    _batch_shape(points=points.shape[:-2], center=center.shape[:-1], box_size=b.shape)
+    return points, center, b
+
+
 # --------------------------------------------------------------------------- CLIFF quantities
 
 
@@ -103,10 +151,7 @@ def estimate_focal(image_size: Tensor | Sequence[float]) -> Tensor:
 
 
 def bbox_info(
-    center: Tensor,
-    box_size: Tensor | float,
-    focal: Tensor | float,
-    image_size: Tensor | Sequence[float],
+    center: Tensor, box_size: Tensor | float, focal: Tensor | float, image_size: Tensor | Sequence[float],
 ) -> Tensor:
     """CLIFF box condition (Eq. 3, BEDLAM-CLIFF variant) -> ``(..., 3)``.
 
@@ -119,17 +164,7 @@ def bbox_info(
     Returns:
         ``[(cx - W/2) / f, (cy - H/2) / f, b / f]``, batch shape broadcast over the arguments.
     """
-    center = _as_tensor("center", center)
-    _check_last("center", center, 2)
-    _check_finite("center", center)
-    b = _as_tensor("box_size", box_size, center)
-    f = _as_tensor("focal", focal, center)
-    size = _as_tensor("image_size", image_size, center)
-    _check_last("image_size", size, 2)
-    _check_positive("box_size", b)
-    _check_positive("focal", f)
-    _check_positive("image_size", size)
-    _batch_shape(center=center.shape[:-1], box_size=b.shape, focal=f.shape, image_size=size.shape[:-1])
+    center, b, f, size = _box_camera(center, box_size, focal, image_size)
     offset = (center - size / 2) / f[..., None]
     x, y, z = torch.broadcast_tensors(offset[..., 0], offset[..., 1], b / f)
     return torch.stack([x, y, z], dim=-1)
@@ -137,10 +172,7 @@ def bbox_info(
 
 def weak_to_full_translation(
     cam: Tensor,
-    center: Tensor,
-    box_size: Tensor | float,
-    focal: Tensor | float,
-    image_size: Tensor | Sequence[float],
+    center: Tensor, box_size: Tensor | float, focal: Tensor | float, image_size: Tensor | Sequence[float],
 ) -> Tensor:
     """Weak-perspective crop camera -> full-image perspective root translation (CLIFF).
 
@@ -154,23 +186,11 @@ def weak_to_full_translation(
     Returns:
         ``(..., 3)`` translation ``[tx + 2 (cx - W/2) / (s b), ty + 2 (cy - H/2) / (s b), 2 f / (s b)]``.
     """
-    cam = _as_tensor("cam", cam)
-    _check_last("cam", cam, 3)
-    _check_finite("cam", cam)
-    center = _as_tensor("center", center, cam)
-    _check_last("center", center, 2)
-    _check_finite("center", center)
-    b = _as_tensor("box_size", box_size, cam)
-    f = _as_tensor("focal", focal, cam)
-    size = _as_tensor("image_size", image_size, cam)
-    _check_last("image_size", size, 2)
+    cam = _vector("cam", cam, 3)
     s, tx, ty = cam.unbind(-1)
-    _check_positive("cam[..., 0] (scale s)", s)
-    _check_positive("box_size", b)
-    _check_positive("focal", f)
-    _check_positive("image_size", size)
-    _batch_shape(cam=cam.shape[:-1], center=center.shape[:-1], box_size=b.shape, focal=f.shape,
-                 image_size=size.shape[:-1])
+    center, b, f, size = _box_camera(
+        center, box_size, focal, image_size, cam, [("cam[..., 0] (scale s)", s)], cam=cam.shape[:-1]
+    )
     sb = s * b
     offset = center - size / 2
     out = torch.broadcast_tensors(tx + 2 * offset[..., 0] / sb, ty + 2 * offset[..., 1] / sb, 2 * f / sb)
@@ -179,32 +199,16 @@ def weak_to_full_translation(
 
 def full_to_weak_camera(
     translation: Tensor,
-    center: Tensor,
-    box_size: Tensor | float,
-    focal: Tensor | float,
-    image_size: Tensor | Sequence[float],
+    center: Tensor, box_size: Tensor | float, focal: Tensor | float, image_size: Tensor | Sequence[float],
 ) -> Tensor:
     """Inverse of :func:`weak_to_full_translation`: root translation ``(..., 3)`` -> ``[s, tx, ty] (..., 3)``.
 
     ``s = 2 f / (b t_z)``, ``tx = t_x - (cx - W/2) t_z / f``, ``ty = t_y - (cy - H/2) t_z / f``;
     needs ``t_z > 0`` (the root in front of the camera). Used to make ground-truth crop cameras.
     """
-    t = _as_tensor("translation", translation)
-    _check_last("translation", t, 3)
-    _check_finite("translation", t)
+    t = _vector("translation", translation, 3)
     _check_positive("translation[..., 2] (depth)", t[..., 2])
-    center = _as_tensor("center", center, t)
-    _check_last("center", center, 2)
-    _check_finite("center", center)
-    b = _as_tensor("box_size", box_size, t)
-    f = _as_tensor("focal", focal, t)
-    size = _as_tensor("image_size", image_size, t)
-    _check_last("image_size", size, 2)
-    _check_positive("box_size", b)
-    _check_positive("focal", f)
-    _check_positive("image_size", size)
-    _batch_shape(translation=t.shape[:-1], center=center.shape[:-1], box_size=b.shape, focal=f.shape,
-                 image_size=size.shape[:-1])
+    center, b, f, size = _box_camera(center, box_size, focal, image_size, t, translation=t.shape[:-1])
     offset = center - size / 2
     tz = t[..., 2]
     out = torch.broadcast_tensors(2 * f / (b * tz), t[..., 0] - offset[..., 0] * tz / f,
@@ -241,14 +245,10 @@ def perspective_project(
     if points.dim() < 2:
         raise ValueError(f"points: expected shape (..., N, 3), found {tuple(points.shape)}")
     _check_finite("points", points)
-    t = _as_tensor("translation", translation, points)
-    _check_last("translation", t, 3)
-    _check_finite("translation", t)
+    t = _vector("translation", translation, 3, points)
     f = _as_tensor("focal", focal, points)
     _check_positive("focal", f)
-    pp = _as_tensor("principal_point", principal_point, points)
-    _check_last("principal_point", pp, 2)
-    _check_finite("principal_point", pp)
+    pp = _vector("principal_point", principal_point, 2, points)
     if not min_depth > 0:
         raise ValueError(f"min_depth: expected a value > 0, found {min_depth}")
     _batch_shape(points=points.shape[:-2], translation=t.shape[:-1], focal=f.shape,
@@ -264,15 +264,7 @@ def image_to_crop(points: Tensor, center: Tensor, box_size: Tensor | float) -> T
     ``center (..., 2)`` and ``box_size (...)`` describe the square person box; the box maps to
     [-1, 1]^2. For samples ``(B, K, n, 2)`` with per-image boxes pass ``center[:, None]``.
     """
-    points = _as_tensor("points", points)
-    if points.dim() < 2 or points.shape[-1] != 2:
-        raise ValueError(f"points: expected shape (..., N, 2), found {tuple(points.shape)}")
-    center = _as_tensor("center", center, points)
-    _check_last("center", center, 2)
-    _check_finite("center", center)
-    b = _as_tensor("box_size", box_size, points)
-    _check_positive("box_size", b)
-    _batch_shape(points=points.shape[:-2], center=center.shape[:-1], box_size=b.shape)
+    points, center, b = _crop_box(points, center, box_size)
     return (points - center[..., None, :]) / (b[..., None, None] / 2)
 
 
@@ -281,25 +273,14 @@ def crop_to_image(points: Tensor, center: Tensor, box_size: Tensor | float) -> T
 
     Inverse of :func:`image_to_crop`, same argument shapes.
     """
-    points = _as_tensor("points", points)
-    if points.dim() < 2 or points.shape[-1] != 2:
-        raise ValueError(f"points: expected shape (..., N, 2), found {tuple(points.shape)}")
-    center = _as_tensor("center", center, points)
-    _check_last("center", center, 2)
-    _check_finite("center", center)
-    b = _as_tensor("box_size", box_size, points)
-    _check_positive("box_size", b)
-    _batch_shape(points=points.shape[:-2], center=center.shape[:-1], box_size=b.shape)
+    points, center, b = _crop_box(points, center, box_size)
     return center[..., None, :] + points * (b[..., None, None] / 2)
 
 
 def project_to_crop(
     points: Tensor,
     cam: Tensor,
-    center: Tensor,
-    box_size: Tensor | float,
-    focal: Tensor | float,
-    image_size: Tensor | Sequence[float],
+    center: Tensor, box_size: Tensor | float, focal: Tensor | float, image_size: Tensor | Sequence[float],
     min_depth: float = 1e-3,
 ) -> Tensor:
     """Project root-relative 3D points through the CLIFF full-image camera into crop coordinates.

@@ -423,7 +423,15 @@ SYNTHETIC_CPU = ExperimentConfig(
         head_hidden=256,
     ),
     data=DataConfig(batch_size=32),
-    train=TrainConfig(max_steps=1500, lr=5e-4, checkpoint_every=500),
+    train=TrainConfig(
+        max_steps=600,
+        lr=1e-3,
+        lr_schedule="cosine",
+        warmup_steps=100,
+        precision="auto",
+        checkpoint_every=300,
+        val_every=100,
+    ),
     eval=EvalConfig(max_images=300),
 )
 

@@ -139,8 +139,7 @@ def _selected(hyps: Hypotheses, batch: Mapping[str, Tensor], selected: Tensor | 
 
 def save_npz(
     path: str | Path,
-    hyps: Hypotheses,
-    body: BodyModel,
+    hyps: Hypotheses, body: BodyModel,
     batch: Mapping[str, Tensor],
     selected: Tensor | None = None,
     name: str | None = None,
@@ -236,8 +235,7 @@ def _which(which: str, k: int, s: int) -> list[str]:
 
 def save_meshes(
     folder: str | Path,
-    hyps: Hypotheses,
-    body: BodyModel,
+    hyps: Hypotheses, body: BodyModel,
     which: str = "mode+selected+samples",
     k: int = 4,
     selected: Tensor | None = None,

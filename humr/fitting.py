@@ -354,21 +354,16 @@ class KeypointFit:
                        camera=hyps.camera.detach())
 
 
+# The signature repeats KeypointFit's on purpose (its one-call form), written compactly.
 def fit_keypoints(
-    model: HumrModel,
-    batch: Mapping[str, Tensor],
-    targets: Tensor | None = None,
-    config: FitConfig | None = None,
-    num_samples: int = 0,
-    generator: torch.Generator | None = None,
-    units: str = "crop",
-    start: Tensor | None = None,
+    model: HumrModel, batch: Mapping[str, Tensor], targets: Tensor | None = None,
+    config: FitConfig | None = None, num_samples: int = 0, generator: torch.Generator | None = None,
+    units: str = "crop", start: Tensor | None = None,
 ) -> Hypotheses:
     """Fit ``1 + num_samples`` hypotheses per image to 2D keypoints (see the module docstring).
 
     Arguments as :class:`KeypointFit`; runs ``config.steps`` steps and returns the fit as
     :class:`Hypotheses` ``(B, 1 + num_samples, ...)``, index 0 started at the mode.
     """
-    # The signature repeats KeypointFit's on purpose: this is its one-call form.
     fit = KeypointFit(model, batch, targets, config, num_samples, generator, units, start)
     return fit.run().hypotheses()

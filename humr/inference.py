@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from humr.bodies.base import ARTICULATED_COCO17
+from humr.bodies.base import ARTICULATED_COCO17, BodyModel
 from humr.cameras import crop_to_image
 from humr.config import ExperimentConfig
 from humr.data.augment import crop_image
@@ -292,18 +292,13 @@ class Predictor:
         hyps = self.model(batch, num_samples=num_hypotheses - 1, generator=generator, with_log_prob=True)
         return hyps, batch
 
+    # The arguments repeat hypotheses()' on purpose (its numpy-table form), written compactly.
     def __call__(
-        self,
-        images: Sequence[np.ndarray],
-        boxes: Sequence[PersonBox],
-        num_hypotheses: int = 100,
-        focal: float | None = None,
-        generator: torch.Generator | None = None,
-        offsets: np.ndarray | None = None,
-        image_sizes: np.ndarray | None = None,
+        self, images: Sequence[np.ndarray], boxes: Sequence[PersonBox], num_hypotheses: int = 100,
+        focal: float | None = None, generator: torch.Generator | None = None,
+        offsets: np.ndarray | None = None, image_sizes: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Arrays of the module table for ``P`` persons (``images[i]`` holds ``boxes[i]``)."""
-        # The arguments repeat hypotheses()' on purpose: this is its numpy-table form.
         hyps, batch = self.hypotheses(images, boxes, num_hypotheses, focal, generator, offsets, image_sizes)
         return prediction_arrays(hyps, batch, boxes)
 
@@ -536,16 +531,7 @@ def predict_folder(
     """
     from tqdm.auto import tqdm
 
-    folder = Path(image_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image_dir: {folder} is not a directory")
-    people = read_boxes(boxes) if isinstance(boxes, str | Path) else list(boxes)
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
-    formats = _check_export(export)
-    missing = _missing_images(folder, people)
-    if len(missing) == len(people):
-        raise FileNotFoundError(f"person {missing[0].index} ({missing[0].image}): {missing[0].reason}")
+    folder, people, formats, missing = _folder_inputs(image_dir, boxes, batch_size, export)
     predictor, config = _load_predictor(
         checkpoint, vitpose_dir, encoder_checkpoint, body_model_path, box_scale, device
     )
@@ -576,14 +562,39 @@ def predict_folder(
     if not parts:
         summary = FolderPrediction(None, [], [], failed, 0).summary()
         raise ValueError(f"boxes: no person could be predicted\n{summary}")
-    result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    result["body"] = np.array(config.body)
-    result["joint_names"] = np.array(body_joint_names(body))
     path = out / "predictions.npz"
-    np.savez(path, **result)
+    num_persons = _write_table(parts, body, config.body, path)
     if kept:
         exported.append(_export_npz(kept, body, config.body, out / "hypotheses.npz"))
-    return FolderPrediction(path, written, exported, failed, len(result["image"]))
+    return FolderPrediction(path, written, exported, failed, num_persons)
+
+
+def _folder_inputs(
+    image_dir: str | Path, boxes: str | Path | Sequence[PersonBox], batch_size: int, export: Sequence[str]
+) -> tuple[Path, list[PersonBox], tuple[str, ...], list[FailedPerson]]:
+    """:func:`predict_folder`'s checks before the model loads: the folder, the boxes, the batch size,
+    the export formats and the images' presence; returns those and the boxes whose image is missing."""
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image_dir: {folder} is not a directory")
+    people = read_boxes(boxes) if isinstance(boxes, str | Path) else list(boxes)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
+    formats = _check_export(export)
+    missing = _missing_images(folder, people)
+    if len(missing) == len(people):
+        raise FileNotFoundError(f"person {missing[0].index} ({missing[0].image}): {missing[0].reason}")
+    return folder, people, formats, missing
+
+
+def _write_table(parts: list[dict[str, np.ndarray]], body: BodyModel, body_name: str, path: Path) -> int:
+    """Write the batches' module tables, joined, with the body's name and joint names to ``path``
+    (``.npz``); returns the number of persons."""
+    result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    result["body"] = np.array(body_name)
+    result["joint_names"] = np.array(body_joint_names(body))
+    np.savez(path, **result)
+    return len(result["image"])
 
 
 def _cpu(hyps: Hypotheses) -> Hypotheses:

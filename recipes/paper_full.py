@@ -4,7 +4,7 @@ With no argument: builds (or reuses) the embedded synthetic data set, trains the
 with the free Anny body on the CPU, evaluates it, prints the metrics table and writes plots,
 a checkpoint, the config and metrics.json to runs/paper_full. ``--help`` lists every field.
 
-    python recipes/paper_full.py                     # embedded default, about 10 min on 2 cores
+    python recipes/paper_full.py                     # embedded default, under 10 min on 2 cores
     python recipes/paper_full.py --tiny              # a smoke run in well under a minute
     python recipes/paper_full.py --data bedlam+agora+3dpw --body smplx --body-model-dir DIR \
         --accelerator gpu --devices 4                # the paper's run (real data, SMPL-X, DDP)

@@ -198,6 +198,10 @@ CPU_BUDGET = {
     "train.max_steps",
     "train.lr",
     "train.checkpoint_every",
+    "train.lr_schedule",
+    "train.warmup_steps",
+    "train.precision",
+    "train.val_every",
     "eval.max_images",
 }
 

@@ -138,7 +138,7 @@ def finished_run(tiny_config, tiny_datasets, tmp_path_factory):
     ("change", "message"),
     [
         ({"model.flow.num_layers": 1}, r"model\.flow\.num_layers: checkpoint 2, requested 1"),
-        ({"loss.mmd_weight": 0.5, "train.lr": 1e-3}, r"loss\.mmd_weight: .*train\.lr: "),
+        ({"loss.mmd_weight": 0.5, "train.lr": 3e-3}, r"loss\.mmd_weight: .*train\.lr: "),
         ({"train.max_steps": 3}, r"already at step 3; .*train\.max_steps > 3, found 3"),
         ({"train.max_steps": 2}, r"already at step 3"),
     ],

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from humr.eval.accumulator import format_table
-from humr.experiment.recipe import parse_seeds
+from humr.experiment.recipe import parse_rows, parse_seeds, select_rows
 from humr.training.validation import VALIDATION_METRICS, format_validation_line
 
 
@@ -68,6 +68,27 @@ def test_seeds_flag_is_read_and_removed():
     for bad in (["--seeds", "0,0"], ["--seeds", "a"], ["--seeds"]):
         with pytest.raises(SystemExit, match="--seeds"):
             parse_seeds(bad)
+
+
+def test_rows_flag_selects_rows_by_run_name_in_table_order():
+    from humr.ablations import table3_rows_with_regressor
+    from humr.config import SYNTHETIC_CPU
+
+    names, rest = parse_rows(["--steps", "5", "--rows", "table3_regressor,table3_3"])
+    assert names == ("table3_regressor", "table3_3") and rest == ["--steps", "5"]
+    assert parse_rows(["--steps", "5"]) == (None, ["--steps", "5"])
+    rows = table3_rows_with_regressor(SYNTHETIC_CPU)
+    picked = select_rows(rows, names)
+    assert [config.name for _, config in picked] == ["table3_3", "table3_regressor"]
+    assert select_rows(rows, None) == rows
+    with pytest.raises(SystemExit, match="table3_9.*the rows are table3_0"):
+        select_rows(rows, ("table3_9",))
+    with pytest.raises(SystemExit, match="--rows"):
+        parse_rows(["--rows", ","])
+    # The ablation parser documents --seeds and --rows but leaves them to main_rows.
+    from humr.experiment.cli import parse_config
+
+    assert parse_config(SYNTHETIC_CPU, ["--steps", "5"], "", seeds=True).train.max_steps == 5
 
 
 def test_seed_summaries_print_as_mean_plus_minus_std():

@@ -225,6 +225,56 @@ def _world_rotations(local: Tensor) -> Tensor:
     return world
 
 
+def _bone_drivers(index: dict[str, int], parents: list[int], num_bones: int) -> list[int]:
+    """Which SMPL joint drives each Anny bone: its own, else its nearest driven ancestor's."""
+    driver_of = {index[b]: j for j, name in enumerate(BODY_JOINT_NAMES) for b in ANNY_BONE_MAP[name]}
+    driver = []
+    for b in range(num_bones):
+        a = b
+        while a not in driver_of:
+            a = parents[a]
+        driver.append(driver_of[a])
+    return driver
+
+
+def _head_weights(index: dict[str, int], num_bones: int) -> tuple[tuple[str, ...], Tensor]:
+    """The head keypoints (the 22 body joints, then the hands) and their weights over the bone heads
+    ``(24, num_bones)`` float64."""
+    head_names = BODY_JOINT_NAMES + ("left_hand", "right_hand")
+    head_w = torch.zeros(len(head_names), num_bones, dtype=torch.float64)
+    for k, name in enumerate(BODY_JOINT_NAMES):
+        bones = ANNY_BONE_MAP[name]
+        for b in bones:
+            head_w[k, index[b]] = 1.0 / len(bones)
+    for k, name in enumerate(("left_hand", "right_hand"), start=len(BODY_JOINT_NAMES)):
+        head_w[k, index[ANNY_HAND_BONES[name]]] = 1.0
+    return head_names, head_w
+
+
+def _with_ancestors(bones: list[int], parents: list[int]) -> list[int]:
+    """``bones`` with all their ancestors, sorted (parents first)."""
+    used = set(bones)
+    for b in list(used):
+        while b >= 0:
+            used.add(b)
+            b = parents[b]
+    return sorted(used)
+
+
+def _offset_paths(bone_parent: list[int], bone_driver: Tensor) -> Tensor:
+    """``path (nb, nb, 22)``: ``path[b, a, j] = 1`` when ``a`` (not the root) lies on the root -> ``b`` path
+    and ``a``'s parent is driven by joint ``j``; then a posed head is ``root + sum_j G_j sum_a
+    path[b, a, j] o_a`` with ``o_a`` the reference offsets."""
+    nb = len(bone_parent)
+    path = torch.zeros(nb, nb, 22, dtype=torch.float64)
+    for b in range(nb):
+        a = b
+        while a > 0:
+            path[b, a, bone_driver[bone_parent[a]]] = 1.0
+            a = bone_parent[a]
+    return path
+
+
 @functools.cache
 def _model_tables(skinning: str) -> dict[str, object]:
     """Everything the fast keypoints need that depends only on the model (float64, CPU, SMPL axes)."""
@@ -240,14 +290,7 @@ def _model_tables(skinning: str) -> dict[str, object]:
         raise RuntimeError(f"anny: unsupported rig (bone_orientation={model.bone_orientation!r})")
     index = {label: i for i, label in enumerate(labels)}
 
-    # Which SMPL joint drives each Anny bone: its own, else its nearest driven ancestor's.
-    driver_of = {index[b]: j for j, name in enumerate(BODY_JOINT_NAMES) for b in ANNY_BONE_MAP[name]}
-    driver = []
-    for b in range(len(labels)):
-        a = b
-        while a not in driver_of:
-            a = parents[a]
-        driver.append(driver_of[a])
+    driver = _bone_drivers(index, parents, len(labels))
 
     regressor = KeypointsRegressor.coco(model)
     reg_names = tuple("coco_" + n for n in regressor.labels)
@@ -255,36 +298,16 @@ def _model_tables(skinning: str) -> dict[str, object]:
     skin = dense_bone_weights(model.vertex_bone_weights, model.vertex_bone_indices, len(labels)).double()
     g_reg = reg_w @ skin  # (Kr, 104)
 
-    # Head keypoints: weights over bone heads.
-    head_names = BODY_JOINT_NAMES + ("left_hand", "right_hand")
-    head_w = torch.zeros(len(head_names), len(labels), dtype=torch.float64)
-    for k, name in enumerate(BODY_JOINT_NAMES):
-        bones = ANNY_BONE_MAP[name]
-        for b in bones:
-            head_w[k, index[b]] = 1.0 / len(bones)
-    for k, name in enumerate(("left_hand", "right_hand"), start=len(BODY_JOINT_NAMES)):
-        head_w[k, index[ANNY_HAND_BONES[name]]] = 1.0
+    head_names, head_w = _head_weights(index, len(labels))
 
     # Bones used: every bone weighting a keypoint, with all its ancestors (sorted: parents first).
-    used = set(((g_reg.abs() > 0).any(0) | (head_w > 0).any(0)).nonzero().flatten().tolist())
-    for b in list(used):
-        while b >= 0:
-            used.add(b)
-            b = parents[b]
-    bones = sorted(used)
+    weighting = ((g_reg.abs() > 0).any(0) | (head_w > 0).any(0)).nonzero().flatten().tolist()
+    bones = _with_ancestors(weighting, parents)
     pos = {b: i for i, b in enumerate(bones)}
     nb = len(bones)
     bone_parent = [pos[parents[b]] if parents[b] >= 0 else -1 for b in bones]
     bone_driver = torch.tensor([driver[b] for b in bones])
-
-    # path[b, a, j] = 1 when a (not the root) lies on the root -> b path and a's parent is driven by j:
-    # then a posed head is root + sum_j G_j sum_a path[b, a, j] o_a with o_a the reference offsets.
-    path = torch.zeros(nb, nb, 22, dtype=torch.float64)
-    for b in range(nb):
-        a = b
-        while a > 0:
-            path[b, a, bone_driver[bone_parent[a]]] = 1.0
-            a = bone_parent[a]
+    path = _offset_paths(bone_parent, bone_driver)
 
     names = reg_names + head_names
     point_w = torch.cat([g_reg[:, bones], head_w[:, bones]])  # (K, nb)

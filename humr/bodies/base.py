@@ -37,76 +37,34 @@ __all__ = [
 
 #: The 22 articulated body joints of SMPL-X (and the first 22 of SMPL), root first.
 BODY_JOINT_NAMES: tuple[str, ...] = (
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "spine1",
-    "left_knee",
-    "right_knee",
-    "spine2",
-    "left_ankle",
-    "right_ankle",
-    "spine3",
-    "left_foot",
-    "right_foot",
-    "neck",
-    "left_collar",
-    "right_collar",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
+    "pelvis", "left_hip", "right_hip", "spine1",  # 0-3
+    "left_knee", "right_knee", "spine2",  # 4-6
+    "left_ankle", "right_ankle", "spine3",  # 7-9
+    "left_foot", "right_foot", "neck",  # 10-12
+    "left_collar", "right_collar", "head",  # 13-15
+    "left_shoulder", "right_shoulder",  # 16-17
+    "left_elbow", "right_elbow",  # 18-19
+    "left_wrist", "right_wrist",  # 20-21
 )
-#: Parent index of each of :data:`BODY_JOINT_NAMES` (-1 for the root).
+#: Parent index of each of :data:`BODY_JOINT_NAMES` (-1 for the root), row by row as the names.
 BODY_JOINT_PARENTS: tuple[int, ...] = (
-    -1,
-    0,
-    0,
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    9,
-    9,
-    12,
-    13,
-    14,
-    16,
-    17,
-    18,
-    19,
+    -1, 0, 0, 0,
+    1, 2, 3,
+    4, 5, 6,
+    7, 8, 9,
+    9, 9, 12,
+    13, 14,
+    16, 17,
+    18, 19,
 )
 #: COCO-17 keypoints in the COCO order (nose first); prefixed so that e.g. the COCO shoulder
 #: (a detector's definition) is never confused with the kinematic shoulder joint.
 COCO17_NAMES: tuple[str, ...] = tuple(
     "coco_" + n
     for n in (
-        "nose",
-        "left_eye",
-        "right_eye",
-        "left_ear",
-        "right_ear",
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
     )
 )
 #: Number of COCO-17 keypoints (a detector's pose is ``(NUM_COCO17, 3)``: x, y, confidence).

@@ -34,6 +34,7 @@ from humr.bodies.smplx_body import (
     SMPLFamilyBody,
     _as_regressor,
     _check_keys,
+    _face_regressors,
     reading_model_file,
     resolve_model_file,
 )
@@ -92,6 +93,7 @@ class SMPLBody(SMPLFamilyBody):
     Pose ``(..., 24, 3, 3)`` (or ``(..., 22, 3, 3)``, hands at rest), shape ``(..., num_shape)``.
     """
 
+    # The constructor has SMPLXBody's layout on purpose: one way to load a body of the SMPL family.
     def __init__(
         self,
         model_path: str | Path,
@@ -122,15 +124,7 @@ class SMPLBody(SMPLFamilyBody):
                 model_path=str(path), data_struct=Struct(**data), num_betas=num_shape, gender=gender
             )
         num_v = int(layer.v_template.shape[0])
-        bad = {n: i for n, i in SMPL_FACE_VERTICES.items() if i >= num_v}
-        if bad:
-            raise ValueError(
-                f"model_path: {path} has {num_v} vertices, too few for the SMPL face keypoints {bad}"
-            )
-        regressors = {
-            n: torch.nn.functional.one_hot(torch.tensor(i), num_v).to(torch.float64)
-            for n, i in SMPL_FACE_VERTICES.items()
-        }
+        regressors = _face_regressors(SMPL_FACE_VERTICES, num_v, path, "SMPL")
         if h36m_regressor is not None:
             reg = _as_regressor(h36m_regressor, num_v, "h36m_regressor")
             if reg.shape[1] != num_v:

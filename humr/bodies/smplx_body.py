@@ -185,6 +185,24 @@ def _as_regressor(value, num_vertices: int, what: str) -> Tensor:
     return (t[list(H36M17_TO_LSP14)] if t.shape[0] == 17 else t).to(torch.float64)
 
 
+def _face_regressors(
+    face_vertices: Mapping[str, int], num_vertices: int, path: Path, model: str
+) -> dict[str, Tensor]:
+    """Keypoint name -> one-hot ``(V,)`` float64 weights of the face keypoints' vertices (SMPL family).
+
+    Raises ``ValueError`` naming ``path`` when the mesh has too few vertices for them.
+    """
+    bad = {n: i for n, i in face_vertices.items() if i >= num_vertices}
+    if bad:
+        raise ValueError(
+            f"model_path: {path} has {num_vertices} vertices, too few for the {model} face keypoints {bad}"
+        )
+    return {
+        n: torch.nn.functional.one_hot(torch.tensor(i), num_vertices).to(torch.float64)
+        for n, i in face_vertices.items()
+    }
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Index tensors (on one device) for one list of keypoint names."""
@@ -495,15 +513,7 @@ class SMPLXBody(SMPLFamilyBody):
                 model_path=str(path), gender=gender, num_betas=num_shape, ext="npz", use_pca=False
             )
         num_v = int(layer.v_template.shape[0])
-        bad = {n: i for n, i in SMPLX_FACE_VERTICES.items() if i >= num_v}
-        if bad:
-            raise ValueError(
-                f"model_path: {path} has {num_v} vertices, too few for the SMPL-X face keypoints {bad}"
-            )
-        regressors = {
-            n: torch.nn.functional.one_hot(torch.tensor(i), num_v).to(torch.float64)
-            for n, i in SMPLX_FACE_VERTICES.items()
-        }
+        regressors = _face_regressors(SMPLX_FACE_VERTICES, num_v, path, "SMPL-X")
         if h36m_regressor is not None:
             regressors.update(_h36m_over_smplx(h36m_regressor, smplx_to_smpl, num_v))
         elif smplx_to_smpl is not None:

@@ -236,6 +236,14 @@ class DatasetSpec:
 # ---------------------------------------------------------------------------- presets
 
 
+def _spec(root: Path, name: str, annotation: str, image_dir: str, overrides: dict, **fields) -> DatasetSpec:
+    """The :class:`DatasetSpec` ``name`` reading ``root/annotations/<annotation>`` and the images in
+    ``root/<image_dir>``; then ``fields`` (paths as strings) and last ``overrides`` (these win)."""
+    kw = dict(name=name, annotation=root / "annotations" / annotation, image_dir=root / image_dir, **fields)
+    kw = {k: str(v) if isinstance(v, Path) else v for k, v in kw.items()}
+    return DatasetSpec(**{**kw, **overrides})
+
+
 def bedlam_scene(name: str, data_root: str | Path, **overrides) -> DatasetSpec:
     """A BEDLAM scene in the reference's ``data/`` layout (``annotations``, ``training_images``,
     ``env_masks``, ``heatmap_samples``); ``name`` is a key of :data:`BEDLAM_SCENES`."""
@@ -243,17 +251,11 @@ def bedlam_scene(name: str, data_root: str | Path, **overrides) -> DatasetSpec:
         raise ValueError(f"name: unknown BEDLAM scene {name!r}; expected one of {sorted(BEDLAM_SCENES)}")
     root, folder = Path(data_root), BEDLAM_SCENES[name]
     closeup = "closeup" in name
-    kw = dict(
-        name=name,
-        annotation=str(root / "annotations" / f"{folder}.npz"),
-        image_dir=str(root / "training_images" / folder / "png"),
-        mask_layout="bedlam_env",
-        mask_dir=str(root / "env_masks" / folder),
-        samples=str(root / "heatmap_samples"),
-        rotate_clockwise=closeup,
-        image_size=(720, 1280) if closeup else (1280, 720),
+    return _spec(
+        root, name, f"{folder}.npz", f"training_images/{folder}/png", overrides,
+        mask_layout="bedlam_env", mask_dir=root / "env_masks" / folder, samples=root / "heatmap_samples",
+        rotate_clockwise=closeup, image_size=(720, 1280) if closeup else (1280, 720),
     )
-    return DatasetSpec(**{**kw, **overrides})
 
 
 def agora(name: str, data_root: str | Path, **overrides) -> DatasetSpec:
@@ -261,58 +263,32 @@ def agora(name: str, data_root: str | Path, **overrides) -> DatasetSpec:
     if name not in ("agora-bfh", "agora-body"):
         raise ValueError(f"name: expected 'agora-bfh' or 'agora-body', found {name!r}")
     root = Path(data_root)
-    kw = dict(
-        name=name,
-        annotation=str(root / "annotations" / f"{name}.npz"),
-        image_dir=str(root / "training_images" / "images"),
-        mask_layout="agora_all_person",
-        mask_dir=str(root / "env_masks" / "images"),
-        samples=str(root / "heatmap_samples"),
-        image_size=(1280, 720),
+    return _spec(
+        root, name, f"{name}.npz", "training_images/images", overrides, mask_layout="agora_all_person",
+        mask_dir=root / "env_masks" / "images", samples=root / "heatmap_samples", image_size=(1280, 720),
     )
-    return DatasetSpec(**{**kw, **overrides})
 
 
 def pw3d_train(data_root: str | Path, **overrides) -> DatasetSpec:
     """3DPW training set with BEDLAM's SMPL-X labels (no masks; the reference skips its inside-image test)."""
     root = Path(data_root)
-    kw = dict(
-        name="3dpw-train-smplx",
-        annotation=str(root / "annotations" / "3dpw_train_smplx_w_cam.npz"),
-        image_dir=str(root / "test_images" / "3DPW"),
-        samples=str(root / "heatmap_samples"),
-        inside_image_check=False,
-    )
-    return DatasetSpec(**{**kw, **overrides})
+    return _spec(root, "3dpw-train-smplx", "3dpw_train_smplx_w_cam.npz", "test_images/3DPW", overrides,
+                 samples=root / "heatmap_samples", inside_image_check=False)
 
 
 def pw3d_test(data_root: str | Path, **overrides) -> DatasetSpec:
     """3DPW test set (SMPL, J = 24, S = 10)."""
-    root = Path(data_root)
-    kw = dict(
-        name="3dpw-test-cam",
-        annotation=str(root / "annotations" / "3dpw_test_w_cam.npz"),
-        image_dir=str(root / "test_images" / "3DPW"),
-        split="test",
-        body="smpl",
-    )
-    return DatasetSpec(**{**kw, **overrides})
+    return _spec(Path(data_root), "3dpw-test-cam", "3dpw_test_w_cam.npz", "test_images/3DPW", overrides,
+                 split="test", body="smpl")
 
 
 def emdb(data_root: str | Path, occluded_subset: bool = False, **overrides) -> DatasetSpec:
     """EMDB protocol 1 (SMPL); ``occluded_subset`` gives the 1,760-mask plausibility subset with masks."""
     root = Path(data_root)
     name = "emdb-p1-occl" if occluded_subset else "emdb-p1"
-    kw = dict(
-        name=name,
-        annotation=str(root / "annotations" / f"{name.replace('-', '_')}.npz"),
-        image_dir=str(root / "test_images" / "EMDB"),
-        split="test",
-        body="smpl",
-    )
-    if occluded_subset:
-        kw.update(mask_layout="binary", mask_dir=str(root / "test_images" / "EMDB" / "masks"))
-    return DatasetSpec(**{**kw, **overrides})
+    masks = {"mask_layout": "binary", "mask_dir": root / "test_images" / "EMDB" / "masks"}
+    return _spec(root, name, f"{name.replace('-', '_')}.npz", "test_images/EMDB", overrides,
+                 split="test", body="smpl", **(masks if occluded_subset else {}))
 
 
 #: The training sets' keys: the BEDLAM scenes, AGORA and 3DPW train (with BEDLAM's SMPL-X labels).

@@ -1,4 +1,4 @@
-"""A simulated 2D pose detector that knows what is possible (docs: ``SYNTHETIC.md`` point 2).
+"""A simulated 2D pose detector that knows what is possible (``docs/synthetic.md``, goal 2).
 
 For a *visible* COCO keypoint the heatmap is a sharp Gaussian at its projection (peak near
 0.9). For an *occluded or truncated* keypoint it is the density of where the keypoint could be
@@ -352,7 +352,7 @@ def density_heatmaps(xy: Tensor, weight: Tensor, peak: Tensor, sigma: float, siz
 
     Args:
         xy: ``(..., D, 2)`` heatmap pixels; weight ``(..., D)`` >= 0 (each set needs one > 0);
-        peak ``(...)``; size ``(w, h)``.
+            peak ``(...)``; size ``(w, h)``.
 
     Returns:
         ``(..., h, w)``.

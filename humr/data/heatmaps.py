@@ -158,6 +158,42 @@ def _describe_empty(empty: Tensor, batch_shape: torch.Size) -> str:
     return f"{len(idx)} heatmap(s) at (batch..., joint) indices {listed}{more}"
 
 
+def _check_sampling(
+    heatmaps: Tensor, n: int, min_confidence: float, generator: torch.Generator | None, fallback: str | None
+) -> None:
+    """The argument checks of :func:`sample_heatmaps` (the heatmaps' values are checked there)."""
+    _check_heatmaps(heatmaps, finite=False)  # checked on the row sums, cheaper
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an int >= 1, found {n!r}")
+    if not isinstance(min_confidence, (int, float)) or min_confidence != min_confidence:
+        raise ValueError(f"min_confidence: expected a finite number, found {min_confidence!r}")
+    if fallback not in (None, "uniform", "argmax"):
+        raise ValueError(f"fallback: expected None, 'uniform' or 'argmax', found {fallback!r}")
+    if generator is not None and generator.device.type != heatmaps.device.type:
+        raise ValueError(
+            f"generator: expected one on {heatmaps.device.type} like the heatmaps, found {generator.device}"
+        )
+
+
+def _draw_cells(
+    weights: Tensor, n: int, h: int, w: int, jitter: bool, generator: torch.Generator | None
+) -> Tensor:
+    """``n`` cells per row of ``weights (R, h * w)`` (float32/64, no empty row) -> positions
+    ``(R, n, 2)`` ``(x, y)`` in heatmap pixels, in ``weights``' dtype: cell centres, or with
+    ``jitter`` uniform within the cell."""
+    cells = torch.multinomial(weights, n, replacement=True, generator=generator)  # (R, n)
+    rows = torch.div(cells, w, rounding_mode="floor")
+    work = weights.dtype
+    xy = torch.stack([cells - rows * w, rows], dim=-1).to(work)  # (R, n, 2) cell centres
+    if jitter:
+        noise = torch.rand(xy.shape, generator=generator, dtype=work, device=weights.device)
+        # keep x + u - 0.5 strictly below the cell's upper edge despite rounding: u <= 1 - eps,
+        # eps a few ulps at the largest coordinate (moves a share of about eps of the draws)
+        eps = 4 * torch.finfo(work).eps * max(h, w)
+        xy = noise.clamp_(max=1.0 - eps).sub_(0.5).add_(xy)
+    return xy
+
+
 def sample_heatmaps(
     heatmaps: Tensor,
     n: int,
@@ -193,18 +229,7 @@ def sample_heatmaps(
         float32/64 only; samples carry no gradient), and with
         ``return_fallback_mask`` a ``(...)`` bool tensor, True where the fallback was used.
     """
-    _check_heatmaps(heatmaps, finite=False)  # checked below on the row sums, cheaper
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1, found {n!r}")
-    if not isinstance(min_confidence, (int, float)) or min_confidence != min_confidence:
-        raise ValueError(f"min_confidence: expected a finite number, found {min_confidence!r}")
-    if fallback not in (None, "uniform", "argmax"):
-        raise ValueError(f"fallback: expected None, 'uniform' or 'argmax', found {fallback!r}")
-    if generator is not None and generator.device.type != heatmaps.device.type:
-        raise ValueError(
-            f"generator: expected one on {heatmaps.device.type} like the heatmaps, found {generator.device}"
-        )
-
+    _check_sampling(heatmaps, n, min_confidence, generator, fallback)
     batch_shape = heatmaps.shape[:-2]
     h, w = heatmaps.shape[-2:]
     dtype, device = heatmaps.dtype, heatmaps.device
@@ -235,16 +260,8 @@ def sample_heatmaps(
     if weights.shape[0] == 0:
         samples = torch.zeros(*batch_shape, n, 2, dtype=dtype, device=device)
     else:
-        cells = torch.multinomial(weights, n, replacement=True, generator=generator)  # (R, n)
-        rows = torch.div(cells, w, rounding_mode="floor")
         work = weights.dtype  # float32 or float64; half-precision output is rounded at the end
-        xy = torch.stack([cells - rows * w, rows], dim=-1).to(work)  # (R, n, 2) cell centres
-        if jitter:
-            noise = torch.rand(xy.shape, generator=generator, dtype=work, device=device)
-            # keep x + u - 0.5 strictly below the cell's upper edge despite rounding: u <= 1 - eps,
-            # eps a few ulps at the largest coordinate (moves a share of about eps of the draws)
-            eps = 4 * torch.finfo(work).eps * max(h, w)
-            xy = noise.clamp_(max=1.0 - eps).sub_(0.5).add_(xy)
+        xy = _draw_cells(weights, n, h, w, jitter, generator)
         if any_empty and fallback == "argmax":
             top, _ = heatmap_argmax(heatmaps.detach().reshape(-1, h, w))
             xy = torch.where(empty[:, None, None], top[:, None, :].to(work), xy)
@@ -340,36 +357,27 @@ def _detector_box(detector_center: Tensor, detector_box_size: Tensor, xy: Tensor
     return c[..., None, :], s[..., None, :]
 
 
-def _grid_to_image(
-    xy: Tensor,
+def _grid_map(
+    to_image: bool,
     name: str,
     size: Sequence[int],
+    xy: Tensor,
     detector_center: Tensor,
     detector_box_size: Tensor,
     convention: Convention,
 ) -> Tensor:
-    """Pixels of a grid spanning the detector box (its input or its heatmap) -> image pixels."""
+    """``xy (..., N, 2)`` in pixels of the grid ``name`` of ``size`` spanning the detector box (its
+    input or its heatmap) -> image pixels ``(..., N, 2)`` with ``to_image``; else image -> grid pixels."""
     _check_points("xy", xy, with_n=True)
     grid = _grid(name, size, convention, xy)
     c, s = _detector_box(detector_center, detector_box_size, xy)
-    return c + (_to_unit(xy, grid, convention) - 0.5) * s
-
-
-def _image_to_grid(
-    xy: Tensor,
-    name: str,
-    size: Sequence[int],
-    detector_center: Tensor,
-    detector_box_size: Tensor,
-    convention: Convention,
-) -> Tensor:
-    """Inverse of :func:`_grid_to_image`."""
-    _check_points("xy", xy, with_n=True)
-    grid = _grid(name, size, convention, xy)
-    c, s = _detector_box(detector_center, detector_box_size, xy)
+    if to_image:
+        return c + (_to_unit(xy, grid, convention) - 0.5) * s
     return _from_unit((xy - c) / s + 0.5, grid, convention)
 
 
+# The four public detector-box conversions below share one signature on purpose (they differ in the
+# grid and the direction); the mapping itself is written once, in _grid_map.
 def input_to_image(
     xy: Tensor,
     input_size: Sequence[int],
@@ -384,7 +392,7 @@ def input_to_image(
     ``x_img = cx - W_box / 2 + (x_in + 0.5) * W_box / W``, ``"udp"``:
     ``x_img = cx - W_box / 2 + x_in * W_box / (W - 1)``.
     """
-    return _grid_to_image(xy, "input_size", input_size, detector_center, detector_box_size, convention)
+    return _grid_map(True, "input_size", input_size, xy, detector_center, detector_box_size, convention)
 
 
 def image_to_input(
@@ -398,7 +406,7 @@ def image_to_input(
 
     Inverse of :func:`input_to_image`.
     """
-    return _image_to_grid(xy, "input_size", input_size, detector_center, detector_box_size, convention)
+    return _grid_map(False, "input_size", input_size, xy, detector_center, detector_box_size, convention)
 
 
 def heatmap_to_image(
@@ -413,7 +421,7 @@ def heatmap_to_image(
     ``"center"``: ``x_img = cx - W_box / 2 + (x + 0.5) * W_box / w``; ``"udp"``:
     ``x_img = cx - W_box / 2 + x * W_box / (w - 1)`` (as ``transformers``' ViTPose post-processing).
     """
-    return _grid_to_image(xy, "heatmap_size", heatmap_size, detector_center, detector_box_size, convention)
+    return _grid_map(True, "heatmap_size", heatmap_size, xy, detector_center, detector_box_size, convention)
 
 
 def image_to_heatmap(
@@ -427,7 +435,7 @@ def image_to_heatmap(
 
     Inverse of :func:`heatmap_to_image`.
     """
-    return _image_to_grid(xy, "heatmap_size", heatmap_size, detector_center, detector_box_size, convention)
+    return _grid_map(False, "heatmap_size", heatmap_size, xy, detector_center, detector_box_size, convention)
 
 
 def heatmap_to_crop(

@@ -199,11 +199,9 @@ def _argmax_in_image(
     return torch.cat([img, conf[..., None]], -1).numpy()
 
 
+# The arguments repeat run_vitpose's on purpose (it runs that), written compactly.
 def detect_keypoints(
-    model,
-    images: Sequence[np.ndarray],
-    centers: np.ndarray,
-    box_sides: np.ndarray,
+    model, images: Sequence[np.ndarray], centers: np.ndarray, box_sides: np.ndarray,
     config: HeatmapPrecomputeConfig = HeatmapPrecomputeConfig(),  # noqa: B008 - frozen dataclass
     normalisation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The embedded synthetic data set: Anny people with real, known ambiguity (``SYNTHETIC.md``).
+"""The embedded synthetic data set: Anny people with real, known ambiguity (``docs/synthetic.md``).
 
 Each frame is a person drawn from the activity-family pose prior (:mod:`humr.data.pose_prior`)
 and Anny's adult shape distribution, standing upright roughly facing an OpenCV camera (x right,

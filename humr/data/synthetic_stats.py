@@ -1,4 +1,4 @@
-"""How much the synthetic set's images leave open, and where (numbers behind ``SYNTHETIC.md``).
+"""How much the synthetic set's images leave open, and where (numbers behind ``docs/synthetic.md``).
 
 Definitions (all functions take the arrays of :func:`humr.data.synthetic.load_split`):
 

@@ -12,44 +12,9 @@
   hypotheses. Imported on demand, not here.
 """
 
-from humr.eval.accumulator import TABLE_COLUMNS, MetricAccumulator, format_table
-from humr.eval.metrics import (
-    PROTOCOLS,
-    Protocol,
-    SumCount,
-    keypoint_2d_error,
-    keypoint_2d_error_sums,
-    mask_plausibility,
-    mask_plausibility_sums,
-    min_of_n,
-    mode_and_best,
-    mpjpe,
-    pa_mpjpe,
-    pve,
-    root_point,
-    sample_spread,
-    sample_spread_sums,
-    visible_from_confidence,
-)
+from humr.eval import accumulator, metrics
+from humr.eval.accumulator import *  # noqa: F403 - the names of accumulator.__all__
+from humr.eval.metrics import *  # noqa: F403
 
-__all__ = [
-    "MetricAccumulator",
-    "format_table",
-    "TABLE_COLUMNS",
-    "PROTOCOLS",
-    "Protocol",
-    "SumCount",
-    "root_point",
-    "mpjpe",
-    "pa_mpjpe",
-    "pve",
-    "mode_and_best",
-    "min_of_n",
-    "visible_from_confidence",
-    "keypoint_2d_error",
-    "keypoint_2d_error_sums",
-    "sample_spread",
-    "sample_spread_sums",
-    "mask_plausibility",
-    "mask_plausibility_sums",
-]
+# The public names are the submodules' own lists, written once there.
+__all__ = [*accumulator.__all__, *metrics.__all__]

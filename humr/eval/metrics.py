@@ -420,14 +420,10 @@ def mask_plausibility_sums(
     return perc, min_dist
 
 
+# The arguments repeat mask_plausibility_sums' on purpose (its means form), written compactly.
 def mask_plausibility(
-    points: Tensor,
-    distance_map: Tensor,
-    invisible: Tensor,
-    extent: float = 1.0,
-    tolerance: float | None = None,
-    unit: str = "crop",
-    crop_pixels: int = 256,
+    points: Tensor, distance_map: Tensor, invisible: Tensor,
+    extent: float = 1.0, tolerance: float | None = None, unit: str = "crop", crop_pixels: int = 256,
 ) -> tuple[Tensor, Tensor]:
     """Plausibility of invisible joints' hypotheses against a person mask (PercIn, MinDist).
 

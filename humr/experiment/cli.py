@@ -22,11 +22,12 @@ from typing import Any
 
 from humr.config import ExperimentConfig, override
 
-__all__ = ["TINY_FLAG", "SEEDS_FLAG", "build_parser", "parse_config"]
+__all__ = ["TINY_FLAG", "SEEDS_FLAG", "ROWS_FLAG", "build_parser", "parse_config"]
 
 #: The recipes' smoke-run flag (:func:`humr.experiment.recipe.tiny`).
 TINY_FLAG = "--tiny"
 SEEDS_FLAG = "--seeds"
+ROWS_FLAG = "--rows"
 
 ALIASES = {
     "--data": "data.dataset",
@@ -135,6 +136,12 @@ def build_parser(
             help="train every row once per training seed and print mean±std per cell "
             "(humr.experiment.recipe.main_rows); the data stay those of --data.seed",
         )
+        parser.add_argument(
+            ROWS_FLAG,
+            default=None,
+            metavar="NAME,...",
+            help="train only the rows with these run names (e.g. table3_3,table3_4; all by default)",
+        )
     for alias, dotted in ALIASES.items():
         parser.add_argument(
             alias,
@@ -175,6 +182,7 @@ def parse_config(
     namespace = vars(parser.parse_args(argv))
     namespace.pop("tiny", None)
     namespace.pop("seeds", None)
+    namespace.pop("rows", None)
     config_path = namespace.pop("config", None)
     try:
         config = load_config(config_path) if config_path else defaults

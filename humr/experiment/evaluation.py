@@ -152,8 +152,7 @@ class OwnBodyProtocol:
 
 @torch.no_grad()
 def evaluate(
-    model: HumrModel,
-    dataset: Dataset,
+    model: HumrModel, dataset: Dataset,
     config: EvalConfig,
     out_dir: Path | None = None,
     progress: bool = True,

@@ -198,8 +198,7 @@ class SMPLProtocol:
 
 @torch.no_grad()
 def evaluate_real(
-    model: HumrModel,
-    dataset: Dataset,
+    model: HumrModel, dataset: Dataset,
     eval_config: EvalConfig,
     protocol: str,
     out_dir: Path | None = None,

@@ -63,8 +63,7 @@ def _batch_metrics(
 
 
 def evaluate_fitting(
-    model: HumrModel,
-    dataset: Dataset,
+    model: HumrModel, dataset: Dataset,
     eval_config: EvalConfig,
     rows: Mapping[str, Row],
     seed: int = 0,

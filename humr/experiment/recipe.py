@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from humr.config import PAPER_FULL, SYNTHETIC_CPU, ExperimentConfig
-from humr.experiment.cli import SEEDS_FLAG, TINY_FLAG, parse_config
+from humr.experiment.cli import ROWS_FLAG, SEEDS_FLAG, TINY_FLAG, parse_config
 
-__all__ = ["TINY_FLAG", "SEEDS_FLAG", "tiny", "defaults_for", "parse_seeds", "main_full", "main_rows",
-           "main_evaluate"]
+__all__ = ["TINY_FLAG", "SEEDS_FLAG", "ROWS_FLAG", "tiny", "defaults_for", "parse_seeds", "parse_rows",
+           "select_rows", "main_full", "main_rows", "main_evaluate"]
 
 
 def tiny(config: ExperimentConfig) -> ExperimentConfig:
@@ -126,21 +126,53 @@ ROW_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def parse_seeds(argv: list[str]) -> tuple[tuple[int, ...] | None, list[str]]:
-    """``--seeds 0,1,2`` (training seeds of every row) out of ``argv``: ``(seeds or None, the rest)``."""
-    rest, seeds = list(argv), None
+def _pop_flag(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """The value of ``flag`` (``--flag V`` or ``--flag=V``) and ``argv`` without it; None if absent."""
+    rest = list(argv)
     for i, arg in enumerate(rest):
-        if arg == SEEDS_FLAG or arg.startswith(SEEDS_FLAG + "="):
+        if arg == flag or arg.startswith(flag + "="):
             value = arg.split("=", 1)[1] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else "")
             del rest[i : i + (1 if "=" in arg else 2)]
-            try:
-                seeds = tuple(int(v) for v in value.split(",") if v.strip())
-            except ValueError:
-                seeds = ()
-            if not seeds or len(set(seeds)) != len(seeds):
-                raise SystemExit(f"{SEEDS_FLAG}: expected distinct integers like 0,1,2, found {value!r}")
-            break
+            return value, rest
+    return None, rest
+
+
+def parse_seeds(argv: list[str]) -> tuple[tuple[int, ...] | None, list[str]]:
+    """``--seeds 0,1,2`` (training seeds of every row) out of ``argv``: ``(seeds or None, the rest)``."""
+    value, rest = _pop_flag(argv, SEEDS_FLAG)
+    if value is None:
+        return None, rest
+    try:
+        seeds = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"{SEEDS_FLAG}: expected distinct integers like 0,1,2, found {value!r}")
     return seeds, rest
+
+
+def parse_rows(argv: list[str]) -> tuple[tuple[str, ...] | None, list[str]]:
+    """``--rows table3_3,table3_4`` (the run names of the rows to train) out of ``argv``."""
+    value, rest = _pop_flag(argv, ROWS_FLAG)
+    if value is None:
+        return None, rest
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise SystemExit(f"{ROWS_FLAG}: expected run names like table3_3,table3_4, found {value!r}")
+    return names, rest
+
+
+def select_rows(
+    rows: list[tuple[str, ExperimentConfig]], names: tuple[str, ...] | None
+) -> list[tuple[str, ExperimentConfig]]:
+    """The rows whose run name is in ``names`` (all when None); an unknown name lists the known ones."""
+    if names is None:
+        return rows
+    known = [config.name for _, config in rows]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"{ROWS_FLAG}: unknown row {', '.join(unknown)}; the rows are {', '.join(known)}")
+    return [(label, config) for label, config in rows if config.name in names]
 
 
 def main_rows(
@@ -152,6 +184,8 @@ def main_rows(
 ) -> dict[str, Any]:
     """Train and evaluate every row of an ablation; print one table with a row per config.
 
+    ``--rows table3_3,table3_4`` trains only the rows with those run names (e.g. to spread one
+    table over several machines; ``humr.eval.seeds.aggregate_rows`` joins their ``per_seed``).
     With ``--seeds 0,1,2`` every row is trained once per seed (``train.seed``; the data stay those
     of ``data.seed``), each cell prints ``mean±std`` over the seeds (sample std), and
     ``rows.png`` puts the rows side by side. Results (per seed and aggregated) go to
@@ -163,6 +197,7 @@ def main_rows(
     from humr.experiment.run import run_experiment
 
     seeds, argv = parse_seeds(_split_flags(argv))
+    row_names, argv = parse_rows(argv)
     base = defaults_for(argv)
     if TINY_FLAG not in argv:
         base = replace(base, train=replace(base.train, max_steps=default_steps))
@@ -170,7 +205,7 @@ def main_rows(
     full = parse_config(base, argv, _recipe_doc() or title, tiny=True, seeds=True)
     root = Path(full.train.output_dir)
     per_seed: dict[str, dict[int, dict[str, Any]]] = {}
-    for label, config in rows_fn(full):
+    for label, config in select_rows(rows_fn(full), row_names):
         for seed in seeds or (config.train.seed,):
             out = root / config.name / f"seed{seed}" if seeds else root / config.name
             run = replace(config, train=replace(config.train, seed=seed, output_dir=str(out)))

@@ -355,10 +355,8 @@ def train(config: ExperimentConfig, progress: bool = True) -> tuple[HumrLightnin
 
 
 def evaluate_experiment(
-    model: HumrModel,
-    dataset: Dataset,
-    data_config: DataConfig,
-    eval_config: EvalConfig,
+    model: HumrModel, dataset: Dataset,
+    data_config: DataConfig, eval_config: EvalConfig,
     out_dir: Path | None = None,
     progress: bool = True,
     seed: int = 0,

@@ -14,7 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_inputs", "check_context", "broadcast_context", "check_flow_inputs"]
+__all__ = ["check_count", "check_inputs", "check_context", "broadcast_context", "check_flow_inputs"]
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int ``>= minimum`` (a size, a number of layers)."""
+    if not isinstance(value, int) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {expected}, found {value!r}")
 
 
 def check_inputs(name: str, x: Tensor, features: int) -> None:

@@ -20,7 +20,7 @@ import torch
 from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
-from humr.flows._context import check_flow_inputs
+from humr.flows._context import check_count, check_flow_inputs
 
 __all__ = ["ConditionalFlow", "standard_normal_log_prob"]
 
@@ -44,10 +44,8 @@ class ConditionalFlow(nn.Module):
 
     def __init__(self, transform: Transform, features: int, context_features: int, check_finite: bool = True):
         super().__init__()
-        if not isinstance(features, int) or features < 2:
-            raise ValueError(f"features: expected an int >= 2, found {features!r}")
-        if not isinstance(context_features, int) or context_features < 1:
-            raise ValueError(f"context_features: expected a positive int, found {context_features!r}")
+        check_count("features", features, 2)  # two halves for a coupling
+        check_count("context_features", context_features)
         self._transform = transform
         self.features = features
         self.context_features = context_features

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from nflows.transforms.base import CompositeTransform
+from nflows.transforms.base import CompositeTransform, Transform
 from torch import Tensor
 
-__all__ = ["SampleCompositeTransform"]
+from humr.flows._context import check_count
+
+__all__ = ["SampleCompositeTransform", "stack_layers"]
 
 
 class SampleCompositeTransform(CompositeTransform):
@@ -28,3 +30,16 @@ class SampleCompositeTransform(CompositeTransform):
             outputs, logabsdet = func(outputs, context)
             total_logabsdet = total_logabsdet + logabsdet
         return outputs, total_logabsdet
+
+
+def stack_layers(
+    num_layers: int, features: int, layer: Callable[[int], Sequence[Transform]]
+) -> SampleCompositeTransform:
+    """The transforms ``layer(0)``, ..., ``layer(num_layers - 1)`` composed in order, for ``D = features``.
+
+    Checks ``num_layers >= 1`` and ``features >= 2`` first; the layers are built in order, so
+    their initialisation draws from the global RNG in that order.
+    """
+    check_count("num_layers", num_layers)
+    check_count("features", features, 2)
+    return SampleCompositeTransform([t for i in range(num_layers) for t in layer(i)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from humr.flows._context import broadcast_context
+from humr.flows._context import broadcast_context, check_count
 
 __all__ = ["SharedContextMLP"]
 
@@ -49,8 +49,7 @@ class SharedContextMLP(nn.Module):
             ("out_features", out_features),
             ("hidden_features", hidden_features),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, found {value!r}")
+            check_count(name, value)
         # The bias of the plain first layer lives on the per-image (context) part.
         self.input_layer = nn.Linear(in_features, hidden_features, bias=False)
         self.context_layer = nn.Linear(context_features, hidden_features)

@@ -23,7 +23,7 @@ import torch
 from nflows.transforms.base import Transform
 from torch import Tensor
 
-from humr.flows._context import check_context, check_inputs
+from humr.flows._context import check_context, check_count, check_inputs
 from humr.flows.conditioner import SharedContextMLP
 
 __all__ = ["soft_clamp", "SoftClampAffineCoupling", "AdditiveCoupling"]
@@ -59,17 +59,14 @@ class _Coupling(Transform):
 
     def __init__(
         self,
-        features: int,
-        context_features: int,
+        features: int, context_features: int,  # D and C
         transform_first: bool,
         hidden_features: int,
         zero_init: bool,
     ) -> None:
         super().__init__()
-        if not isinstance(features, int) or features < 2:
-            raise ValueError(f"features: expected an int >= 2, found {features!r}")
-        if not isinstance(context_features, int) or context_features < 1:
-            raise ValueError(f"context_features: expected a positive int, found {context_features!r}")
+        check_count("features", features, 2)  # two halves for a coupling
+        check_count("context_features", context_features)
         self.features = features
         self.context_features = context_features
         self.transform_first = bool(transform_first)
@@ -138,8 +135,7 @@ class SoftClampAffineCoupling(_Coupling):
 
     def __init__(
         self,
-        features: int,
-        context_features: int,
+        features: int, context_features: int,  # D and C
         transform_first: bool,
         hidden_features: int = 1024,
         clamp: float = 2.0,
@@ -175,8 +171,7 @@ class AdditiveCoupling(_Coupling):
 
     def __init__(
         self,
-        features: int,
-        context_features: int,
+        features: int, context_features: int,  # D and C
         transform_first: bool,
         hidden_features: int = 1024,
         zero_init: bool = True,

@@ -17,8 +17,10 @@ References:
 
 from __future__ import annotations
 
+from nflows.transforms.base import Transform
+
 from humr.flows.base import ConditionalFlow
-from humr.flows.composite import SampleCompositeTransform
+from humr.flows.composite import stack_layers
 from humr.flows.coupling import AdditiveCoupling
 from humr.flows.linear import ActNorm, LULinear
 
@@ -44,23 +46,18 @@ class ConditionalGlow(ConditionalFlow):
 
     def __init__(
         self,
-        features: int,
-        context_features: int,
+        features: int, context_features: int,  # D and C
         num_layers: int = 4,
         hidden_features: int = 1024,
         zero_init: bool = True,
         check_finite: bool = True,
     ) -> None:
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers: expected a positive int, found {num_layers!r}")
-        if not isinstance(features, int) or features < 2:
-            raise ValueError(f"features: expected an int >= 2, found {features!r}")
-        transforms = []
-        for i in range(num_layers):
-            transforms += [
+        def layer(i: int) -> list[Transform]:
+            return [
                 ActNorm(features),
                 LULinear(features),
                 AdditiveCoupling(features, context_features, i % 2 == 0, hidden_features, zero_init),
             ]
-        super().__init__(SampleCompositeTransform(transforms), features, context_features, check_finite)
+
+        super().__init__(stack_layers(num_layers, features, layer), features, context_features, check_finite)
         self.num_layers = num_layers

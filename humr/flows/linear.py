@@ -14,7 +14,7 @@ import torch
 from nflows.transforms.base import Transform
 from torch import Tensor, nn
 
-from humr.flows._context import check_inputs
+from humr.flows._context import check_count, check_inputs
 
 __all__ = ["FixedPermutation", "ActNorm", "LULinear", "seeded_permutation"]
 
@@ -68,7 +68,16 @@ class FixedPermutation(Transform):
         return self._permute(inputs, self.inverse_permutation)
 
 
-class ActNorm(Transform):
+class _FeatureTransform(Transform):
+    """A learnable map of ``features`` (``D``) inputs, the base of :class:`ActNorm` and :class:`LULinear`."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        check_count("features", features)
+        self.features = features
+
+
+class ActNorm(_FeatureTransform):
     """``y = x * exp(log_scale) + shift`` per feature, initialised to the identity.
 
     Glow initialises ActNorm from the statistics of the first batch; that hidden, order-dependent
@@ -80,10 +89,7 @@ class ActNorm(Transform):
     """
 
     def __init__(self, features: int) -> None:
-        super().__init__()
-        if not isinstance(features, int) or features < 1:
-            raise ValueError(f"features: expected a positive int, found {features!r}")
-        self.features = features
+        super().__init__(features)
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.shift = nn.Parameter(torch.zeros(features))
 
@@ -101,7 +107,7 @@ class ActNorm(Transform):
         return (inputs - self.shift) * torch.exp(-self.log_scale), -self._logabsdet(inputs)
 
 
-class LULinear(Transform):
+class LULinear(_FeatureTransform):
     """Invertible linear map ``y = x W^T + b`` with ``W = L U``, initialised to the identity.
 
     ``L`` is unit lower triangular, ``U`` upper triangular with diagonal ``exp(log_diag)`` (> 0), so
@@ -114,10 +120,7 @@ class LULinear(Transform):
     """
 
     def __init__(self, features: int) -> None:
-        super().__init__()
-        if not isinstance(features, int) or features < 1:
-            raise ValueError(f"features: expected a positive int, found {features!r}")
-        self.features = features
+        super().__init__(features)
         n_off = features * (features - 1) // 2
         # Packed strictly-triangular entries: D^2 + D parameters in all, none unused.
         self.lower_entries = nn.Parameter(torch.zeros(n_off))

@@ -13,8 +13,10 @@ References:
 
 from __future__ import annotations
 
+from nflows.transforms.base import Transform
+
 from humr.flows.base import ConditionalFlow
-from humr.flows.composite import SampleCompositeTransform
+from humr.flows.composite import stack_layers
 from humr.flows.coupling import SoftClampAffineCoupling
 from humr.flows.linear import FixedPermutation
 
@@ -48,8 +50,7 @@ class ConditionalRealNVP(ConditionalFlow):
 
     def __init__(
         self,
-        features: int,
-        context_features: int,
+        features: int, context_features: int,  # D and C
         num_layers: int = 8,
         hidden_features: int = 1024,
         clamp: float = 2.0,
@@ -57,19 +58,13 @@ class ConditionalRealNVP(ConditionalFlow):
         permutation_seed: int = 0,
         check_finite: bool = True,
     ) -> None:
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers: expected a positive int, found {num_layers!r}")
-        if not isinstance(features, int) or features < 2:
-            raise ValueError(f"features: expected an int >= 2, found {features!r}")
-        transforms = []
-        for i in range(num_layers):
-            for transform_first in (True, False):
-                transforms.append(
-                    SoftClampAffineCoupling(
-                        features, context_features, transform_first, hidden_features, clamp, zero_init
-                    )
-                )
-            transforms.append(FixedPermutation.from_seed(features, permutation_seed + i))
-        super().__init__(SampleCompositeTransform(transforms), features, context_features, check_finite)
+        def block(i: int) -> list[Transform]:
+            couplings = [
+                SoftClampAffineCoupling(features, context_features, first, hidden_features, clamp, zero_init)
+                for first in (True, False)
+            ]
+            return [*couplings, FixedPermutation.from_seed(features, permutation_seed + i)]
+
+        super().__init__(stack_layers(num_layers, features, block), features, context_features, check_finite)
         self.num_layers = num_layers
         self.clamp = float(clamp)

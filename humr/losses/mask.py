@@ -291,34 +291,13 @@ def mask_loss(
     """
     b, k, s, m = _check_mask_loss_inputs(pred, heatmap_samples, sample_mask_distance, distance_map, apply,
                                          sample_valid, reduction, keypoints, keypoints_valid)
-    if tolerance is None:
-        tolerance = default_tolerance(distance_map.shape[1], distance_map.shape[2], extent)
-    elif not tolerance >= 0:
-        raise ValueError(f"tolerance: expected a non-negative number, found {tolerance}")
-    if not extent > 0:
-        raise ValueError(f"extent: expected a positive number, found {extent}")
-    if keypoints is not None and keypoints_valid is None:
-        keypoints_valid = torch.ones(b, k, dtype=torch.bool, device=pred.device)
-    valid = sample_valid.bool() if sample_valid is not None else None
-    _check_finite(
-        [("pred", pred), ("distance_map", distance_map), ("heatmap_samples", heatmap_samples),
-         ("sample_mask_distance", sample_mask_distance), ("keypoints", keypoints)],
-        where={name: flag for name, flag in (("heatmap_samples", valid), ("sample_mask_distance", valid),
-                                             ("keypoints", keypoints_valid)) if flag is not None},
+    tolerance = _check_tolerance(tolerance, extent, distance_map)
+    valid, keypoints_valid = _check_values(pred, distance_map, heatmap_samples, sample_mask_distance,
+                                           sample_valid, keypoints, keypoints_valid)
+    nearest, applied, active = _counted(
+        pred, distance_map, extent, tolerance, heatmap_samples, sample_mask_distance, valid, apply, keypoints,
+        keypoints_valid, same_joint,
     )
-
-    with torch.no_grad():
-        p = pred.detach()
-        in_square = (p.abs() <= extent).all(-1)  # (B, K, S); the mask is unknown elsewhere
-        outside = _lookup(p, distance_map, extent) > tolerance
-        cand = sample_mask_distance <= tolerance  # (B, K, M)
-        if valid is not None:
-            cand = cand & valid
-        nearest, has_target = _nearest_targets(p, heatmap_samples, cand, keypoints, keypoints_valid,
-                                               same_joint)
-        applied = apply.bool() & has_target  # (B, K)
-        active = in_square & outside & applied.unsqueeze(-1)  # (B, K, S)
-
     zero = torch.zeros((), dtype=pred.dtype, device=pred.device)
     entry = torch.where(active, (pred - nearest).abs().sum(-1), zero)
     if reduction == "none":
@@ -328,6 +307,56 @@ def mask_loss(
         return total
     count = b * s if reduction == "reference" else applied.sum() * s
     return total / torch.as_tensor(count, device=pred.device).clamp_min(1).to(pred.dtype)
+
+
+@torch.no_grad()
+def _counted(
+    pred: Tensor, distance_map: Tensor, extent: float, tolerance: float, heatmap_samples: Tensor,
+    sample_mask_distance: Tensor, valid: Tensor | None, apply: Tensor, keypoints: Tensor | None,
+    keypoints_valid: Tensor | None, same_joint: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """What :func:`mask_loss` counts (no gradient): each hypothesis' nearest target ``(B, K, S, 2)``,
+    the applied joints that have a target ``(B, K)`` and the counted entries ``(B, K, S)``."""
+    p = pred.detach()
+    in_square = (p.abs() <= extent).all(-1)  # (B, K, S); the mask is unknown elsewhere
+    outside = _lookup(p, distance_map, extent) > tolerance
+    cand = sample_mask_distance <= tolerance  # (B, K, M)
+    if valid is not None:
+        cand = cand & valid
+    nearest, has_target = _nearest_targets(p, heatmap_samples, cand, keypoints, keypoints_valid, same_joint)
+    applied = apply.bool() & has_target  # (B, K)
+    active = in_square & outside & applied.unsqueeze(-1)  # (B, K, S)
+    return nearest, applied, active
+
+
+def _check_values(
+    pred: Tensor, distance_map: Tensor, heatmap_samples: Tensor, sample_mask_distance: Tensor,
+    sample_valid: Tensor | None, keypoints: Tensor | None, keypoints_valid: Tensor | None,
+) -> tuple[Tensor | None, Tensor | None]:
+    """``sample_valid`` as bool and ``keypoints_valid`` (all True by default when there are
+    ``keypoints``), after checking the values for NaN and infinity where they are valid."""
+    if keypoints is not None and keypoints_valid is None:
+        keypoints_valid = torch.ones(pred.shape[:2], dtype=torch.bool, device=pred.device)
+    valid = sample_valid.bool() if sample_valid is not None else None
+    _check_finite(
+        [("pred", pred), ("distance_map", distance_map), ("heatmap_samples", heatmap_samples),
+         ("sample_mask_distance", sample_mask_distance), ("keypoints", keypoints)],
+        where={name: flag for name, flag in (("heatmap_samples", valid), ("sample_mask_distance", valid),
+                                             ("keypoints", keypoints_valid)) if flag is not None},
+    )
+    return valid, keypoints_valid
+
+
+def _check_tolerance(tolerance: float | None, extent: float, distance_map: Tensor) -> float:
+    """``tolerance`` (default :func:`default_tolerance` of the ``(B, H, W)`` map) after checking it and
+    ``extent``."""
+    if tolerance is None:
+        tolerance = default_tolerance(distance_map.shape[1], distance_map.shape[2], extent)
+    elif not tolerance >= 0:
+        raise ValueError(f"tolerance: expected a non-negative number, found {tolerance}")
+    if not extent > 0:
+        raise ValueError(f"extent: expected a positive number, found {extent}")
+    return tolerance
 
 
 def _check_mask_loss_inputs(pred, heatmap_samples, sample_mask_distance, distance_map, apply, sample_valid,

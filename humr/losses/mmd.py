@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -138,7 +138,22 @@ def _as_tuple(value: float | Sequence[float], name: str) -> tuple[float, ...]:
     return vals
 
 
-class IMQKernel:
+class _RadialKernel:
+    """A sum of radial terms of the squared distance, callable as ``kernel(x, y) -> (..., N, M)``."""
+
+    def _terms(self, d2: Tensor) -> Iterator[Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        _check_sets(x, y)
+        d2 = squared_distances(x, y)
+        out = None
+        for term in self._terms(d2):
+            out = term if out is None else out + term
+        return out
+
+
+class IMQKernel(_RadialKernel):
     """Mixture of inverse multiquadratics (Eq. 8), ``k = sum_a a^2 / (a^2 + d^2)``.
 
     Callable as ``kernel(x (..., N, D), y (..., M, D)) -> (..., N, M)``; :meth:`profile`
@@ -152,14 +167,8 @@ class IMQKernel:
     def __repr__(self) -> str:
         return f"IMQKernel(bandwidths={self.bandwidths})"
 
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        _check_sets(x, y)
-        d2 = squared_distances(x, y)
-        out = None
-        for a in self.bandwidths:
-            term = (a * a) / (d2 + a * a)
-            out = term if out is None else out + term
-        return out
+    def _terms(self, d2: Tensor) -> Iterator[Tensor]:
+        return ((a * a) / (d2 + a * a) for a in self.bandwidths)
 
     def profile(self, d2: Tensor, derivative: bool) -> tuple[Tensor, Tensor | None]:
         """``(k(d2), dk/d(d2) or None)``, elementwise, without autograd (``d2`` is consumed)."""
@@ -178,7 +187,7 @@ class IMQKernel:
         return k, dk
 
 
-class GaussianKernel:
+class GaussianKernel(_RadialKernel):
     """Gaussian kernel ``k = sum_s exp(-d^2 / (2 s^2))``; callable like :class:`IMQKernel`."""
 
     def __init__(self, sigma: float | Sequence[float] = 0.2) -> None:
@@ -187,14 +196,8 @@ class GaussianKernel:
     def __repr__(self) -> str:
         return f"GaussianKernel(sigma={self.sigma})"
 
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        _check_sets(x, y)
-        d2 = squared_distances(x, y)
-        out = None
-        for s in self.sigma:
-            term = torch.exp(d2 * (-0.5 / (s * s)))
-            out = term if out is None else out + term
-        return out
+    def _terms(self, d2: Tensor) -> Iterator[Tensor]:
+        return (torch.exp(d2 * (-0.5 / (s * s))) for s in self.sigma)
 
     def profile(self, d2: Tensor, derivative: bool) -> tuple[Tensor, Tensor | None]:
         """``(k(d2), dk/d(d2) or None)``, elementwise, without autograd."""

@@ -142,6 +142,7 @@ def write_smplx_npz(
     return _save_npz(path, arrays, edit)
 
 
+# The writers share one argument layout on purpose (path, sizes, seed, then options).
 def write_smpl_npz(
     path: str | Path,
     num_vertices: int = 6890,
