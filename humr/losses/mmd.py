@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -138,11 +139,12 @@ def _as_tuple(value: float | Sequence[float], name: str) -> tuple[float, ...]:
     return vals
 
 
-class _RadialKernel:
+class _RadialKernel(abc.ABC):
     """A sum of radial terms of the squared distance, callable as ``kernel(x, y) -> (..., N, M)``."""
 
+    @abc.abstractmethod
     def _terms(self, d2: Tensor) -> Iterator[Tensor]:
-        raise NotImplementedError
+        """One ``(..., N, M)`` term per bandwidth of the squared distances ``d2``."""
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         _check_sets(x, y)
