@@ -9,6 +9,7 @@
 - :mod:`~humr.experiment.evaluation`, :mod:`~humr.experiment.evaluation_real`: the evaluation
   loop of Sec. 5.1 and its protocols (the model's own body; SMPL for 3DPW and EMDB).
 - :mod:`~humr.experiment.fit_eval`: the fitting table of ``recipes/fit.py``.
+- :mod:`~humr.experiment.join`: one table from ablation rows trained in separate processes.
 
 The names below load their module on first use (they pull in Lightning, the data readers and
 plotting).
@@ -25,6 +26,7 @@ _EXPORTS = {
     **dict.fromkeys(["evaluate", "EvaluationProtocol", "OwnBodyProtocol"], ".evaluation"),
     **dict.fromkeys(["SMPLProtocol", "evaluate_real"], ".evaluation_real"),
     **dict.fromkeys(["evaluate_fitting", "main_fit"], ".fit_eval"),
+    **dict.fromkeys(["join_results", "compare_rows"], ".join"),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
