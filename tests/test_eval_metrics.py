@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
+import roma
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
+from torch import Tensor
 
 from humr.bodies.base import H36M14_NAMES, SMPL24_NAMES
 from humr.eval import metrics as M
@@ -406,3 +408,53 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
 def test_empty_class_gives_nan_not_an_error():
     v, iv = M.sample_spread(torch.randn(1, 4, 3, 3), torch.ones(1, 3, dtype=torch.bool))
     assert math.isfinite(float(v)) and math.isnan(float(iv))
+
+
+# ----------------------------------------------------------------------------- torso-aligned spread
+
+
+def _random_rigid(g: torch.Generator, shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    rot = roma.rotvec_to_rotmat(torch.randn(*shape, 3, generator=g, dtype=torch.float64))
+    return rot, torch.randn(*shape, 3, generator=g, dtype=torch.float64)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=seeds, b=st.integers(1, 3), s=st.integers(2, 6))
+def test_torso_alignment_removes_rigid_motion_and_only_it(seed, b, s):
+    g = _gen(seed)
+    pose = torch.randn(b, 1, 17, 3, generator=g, dtype=torch.float64)
+    rot, trans = _random_rigid(g, (b, s))
+    rot[:, 0], trans[:, 0] = torch.eye(3, dtype=torch.float64), 0.0  # the mode stays where it is
+    moved = pose @ rot.transpose(-1, -2) + trans[..., None, :]  # (B, S, 17, 3): rigid copies of one pose
+    aligned = M.torso_aligned(moved)
+    assert torch.allclose(aligned, pose.expand_as(moved), atol=1e-8)  # every copy back onto the mode
+    vis = torch.rand(b, 17, generator=g) < 0.5
+    spread = M.sample_spread(aligned, vis)
+    assert all(float(x) < 1e-5 or x.isnan() for x in spread)
+    # Limb changes that leave the torso alone survive the alignment unchanged, even after a rigid motion.
+    limbs = pose.expand(b, s, 17, 3).clone()
+    limbs[:, 1:, 9] += torch.randn(b, s - 1, 3, generator=g, dtype=torch.float64)
+    limbs_moved = limbs @ rot.transpose(-1, -2) + trans[..., None, :]
+    assert torch.allclose(M.torso_aligned(limbs_moved), limbs, atol=1e-8)
+
+
+def test_torso_alignment_checks_its_arguments():
+    with pytest.raises(ValueError, match="torso: expected at least 3 indices"):
+        M.torso_aligned(torch.zeros(1, 2, 17, 3), torso=(5, 6))
+    with pytest.raises(ValueError, match="torso: expected at least 3 indices"):
+        M.torso_aligned(torch.zeros(1, 2, 4, 3))
+    with pytest.raises(ValueError, match="hyps"):
+        M.torso_aligned(torch.zeros(2, 17, 3))
+
+
+def test_accumulator_torso_spread_is_the_spread_of_the_aligned_hypotheses():
+    g = _gen(3)
+    hyps = torch.randn(4, 8, 17, 3, generator=g)
+    vis = torch.rand(4, 17, generator=g) < 0.6
+    acc = MetricAccumulator()
+    acc.update_diversity(hyps, vis, torso=M.TORSO_COCO17)
+    out = acc.compute()
+    expected = M.sample_spread(M.torso_aligned(hyps), vis)
+    assert out["spread_vis_torso"] == pytest.approx(float(expected[0]))
+    assert out["spread_invis_torso"] == pytest.approx(float(expected[1]))
+    assert out["spread_vis"] == pytest.approx(float(M.sample_spread(hyps, vis)[0]))

@@ -12,6 +12,7 @@ metric                    one entry is
 ``kp2d_mode``             a visible joint of an image
 ``kp2d_samples``          a visible joint of a random hypothesis (index >= 1)
 ``spread_vis/invis``      a (joint, hypothesis) pair of that visibility class
+``spread_*_torso``        the same, after the torso alignment
 ``perc_in/min_dist``      an invisible (joint, hypothesis) pair
 ``*_min_of_n`` curves     an image (one best-of-N value per N)
 ``calib_flag_recall``     a joint entry whose mode error exceeds 100 mm
@@ -160,11 +161,20 @@ class MetricAccumulator:
         self.add_sum_count("kp2d_mode", mode)
         self.add_sum_count("kp2d_samples", samples)
 
-    def update_diversity(self, hyps_3d: Tensor, visible: Tensor) -> None:
-        """3D spread: ``hyps_3d (B, S, K, 3)`` metres (root-relative), ``visible (B, K)`` bool."""
+    def update_diversity(self, hyps_3d: Tensor, visible: Tensor, torso: Sequence[int] | None = None) -> None:
+        """3D spread: ``hyps_3d (B, S, K, 3)`` metres (root-relative), ``visible (B, K)`` bool.
+
+        With ``torso`` (joint indices, e.g. :data:`humr.eval.metrics.TORSO_COCO17`) also
+        ``spread_vis_torso`` / ``spread_invis_torso``: the spread after
+        :func:`humr.eval.metrics.torso_aligned` (not a paper metric: the limbs' own diversity).
+        """
         vis, invis = M.sample_spread_sums(hyps_3d, visible)
         self.add_sum_count("spread_vis", vis)
         self.add_sum_count("spread_invis", invis)
+        if torso is not None:
+            vis, invis = M.sample_spread_sums(M.torso_aligned(hyps_3d, torso), visible)
+            self.add_sum_count("spread_vis_torso", vis)
+            self.add_sum_count("spread_invis_torso", invis)
 
     def update_plausibility(self, points: Tensor, distance_map: Tensor, invisible: Tensor, **kwargs) -> None:
         """PercIn and MinDist: arguments of :func:`humr.eval.metrics.mask_plausibility`."""

@@ -62,6 +62,8 @@ __all__ = [
     "keypoint_2d_error_sums",
     "sample_spread",
     "sample_spread_sums",
+    "TORSO_COCO17",
+    "torso_aligned",
     "mask_plausibility",
     "mask_plausibility_sums",
 ]
@@ -380,6 +382,36 @@ def sample_spread(hyps: Tensor, visible: Tensor) -> tuple[Tensor, Tensor]:
     """
     vis, invis = sample_spread_sums(hyps, visible)
     return vis.mean, invis.mean
+
+
+#: COCO-17 indices of the shoulders and hips: the torso :func:`torso_aligned` registers.
+TORSO_COCO17: tuple[int, ...] = (5, 6, 11, 12)
+
+
+def torso_aligned(hyps: Tensor, torso: Sequence[int] = TORSO_COCO17) -> Tensor:
+    """Every hypothesis moved rigidly so that its torso points best match the mode's (Kabsch).
+
+    A diagnostic beyond the paper: the spread of :func:`sample_spread` includes the torso's
+    orientation, which moves visible and hidden joints alike; the spread of the aligned
+    hypotheses is the limbs' own diversity. Rotation and translation only (no scaling), fitted
+    on the ``torso`` joints of hypothesis ``s`` onto those of the mode (index 0).
+
+    Args:
+        hyps: ``(B, S, K, 3)`` 3D keypoints, mode at index 0.
+        torso: indices of at least three non-collinear joints.
+
+    Returns:
+        ``(B, S, K, 3)``; the mode is unchanged.
+    """
+    _check_float("hyps", hyps, 4, 3, "(B, S, K, 3) in metres")
+    index = list(torso)
+    if len(index) < 3 or any(not 0 <= i < hyps.shape[2] for i in index):
+        raise ValueError(f"torso: expected at least 3 indices in [0, {hyps.shape[2]}), found {index}")
+    points = hyps[:, :, index]
+    mode = points[:, :1].expand_as(points)
+    rot, trans = roma.rigid_points_registration(points, mode, compute_scaling=False)
+    aligned = hyps @ rot.transpose(-1, -2) + trans[..., None, :]
+    return torch.cat([hyps[:, :1], aligned[:, 1:]], dim=1)
 
 
 # ----------------------------------------------------------------------------- plausibility

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from humr.bodies.base import ARTICULATED_COCO17, COCO17_NAMES, BodyModel
 from humr.config import EvalConfig
 from humr.eval.accumulator import MetricAccumulator
+from humr.eval.metrics import TORSO_COCO17
 from humr.eval.select import DEFAULT_SELECTION, SelectionConfig, select_hypotheses
 from humr.model.humr_model import HumrModel
 from humr.model.hypotheses import Hypotheses
@@ -287,7 +288,7 @@ def update_distribution(
     """
     valid, visible = _visible(batch, visibility_threshold)
     acc.update_consistency(hyps.keypoints_2d, batch["keypoints_2d"], visible, crop_pixels=crop_pixels)
-    acc.update_diversity(hyps.keypoints_3d, visible)
+    acc.update_diversity(hyps.keypoints_3d, visible, torso=TORSO_COCO17)
     invisible = valid & ~visible & batch["mask_valid"].bool()[:, None]
     acc.update_plausibility(
         hyps.keypoints_2d,
