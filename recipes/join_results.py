@@ -11,14 +11,12 @@ model's row). Rows of different data seeds are refused: join each data seed on i
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from humr.eval.accumulator import format_table
-from humr.eval.plots import plot_rows_with_seeds
 from humr.eval.seeds import aggregate_rows
 from humr.experiment.join import compare_rows, join_results
-from humr.experiment.recipe import ROW_PANELS
+from humr.experiment.recipe import report_seeded_rows
 
 COMPARED = ("mpjpe_mode", "mpjpe_best", "pve_best", "spread_vis", "spread_invis", "perc_in", "min_dist")
 
@@ -46,16 +44,16 @@ def main() -> None:
                        for b, a in (_pair(c, ">", "--compare") for c in args.compare)]
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"join_results: {err}") from None
-    seeds = sorted({s for runs in per_seed.values() for s in runs})
-    print(format_table(table, title=f"mean±std over seeds {','.join(map(str, seeds))}"))
+    seeds = ",".join(str(s) for s in sorted({s for runs in per_seed.values() for s in runs}))
+    title = f"mean±std over seeds {seeds}"
+    if args.out is not None:
+        report_seeded_rows(per_seed, args.out, title)  # prints the table, writes results.json, rows.png
+    else:
+        print(format_table(table, title=title))
     for before, after, changes in comparisons:
         print(f"{after} vs {before}: " + "; ".join(
             f"{k} {d:+.2f}{' (>1 std)' if sep else ''}" for k, d, sep in changes))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        results = {"seeds": seeds, "per_seed": per_seed, "aggregate": table}
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
-        plot_rows_with_seeds(table, ROW_PANELS, args.out / "rows.png")
         print(f"results in {args.out}")
 
 

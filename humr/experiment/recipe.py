@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -192,8 +192,6 @@ def main_rows(
     ``<output_dir>/results.json``.
     """
     from humr.eval.accumulator import format_table
-    from humr.eval.plots import plot_rows_with_seeds
-    from humr.eval.seeds import aggregate_rows
     from humr.experiment.run import run_experiment
 
     seeds, argv = parse_seeds(_split_flags(argv))
@@ -212,14 +210,30 @@ def main_rows(
             print(f"== {label}, seed {seed} ({run.train.max_steps} steps)", flush=True)
             per_seed.setdefault(label, {})[seed] = run_experiment(run, plots=False)
     if seeds:
-        table = aggregate_rows(per_seed)
         title = f"{title} (mean±std over seeds {','.join(map(str, seeds))}; data seed {full.data.seed})"
-        plot_rows_with_seeds(table, ROW_PANELS, root / "rows.png")
-        results: dict[str, Any] = {"seeds": list(seeds), "per_seed": per_seed, "aggregate": table}
-    else:
-        table = {label: next(iter(runs.values())) for label, runs in per_seed.items()}
-        results = table
+        return report_seeded_rows(per_seed, root, title, full.eval.num_hypotheses, seeds)
+    table = {label: next(iter(runs.values())) for label, runs in per_seed.items()}
     print(format_table(table, num_hypotheses=full.eval.num_hypotheses, title=title))
+    _save(table, root / "results.json")
+    return table
+
+
+def report_seeded_rows(
+    per_seed: dict[str, dict[int, dict[str, Any]]], root: Path, title: str,
+    num_hypotheses: int | str = "S", seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Print the mean±std table of ``{row: {seed: metrics}}``, write ``root/rows.png`` and
+    ``root/results.json`` (per seed and aggregated); returns what the JSON holds."""
+    from humr.eval.accumulator import format_table
+    from humr.eval.plots import plot_rows_with_seeds
+    from humr.eval.seeds import aggregate_rows
+
+    table = aggregate_rows(per_seed)
+    seeds = list(seeds) if seeds is not None else sorted({s for runs in per_seed.values() for s in runs})
+    print(format_table(table, num_hypotheses=num_hypotheses, title=title))
+    root.mkdir(parents=True, exist_ok=True)
+    plot_rows_with_seeds(table, ROW_PANELS, root / "rows.png")
+    results: dict[str, Any] = {"seeds": seeds, "per_seed": per_seed, "aggregate": table}
     _save(results, root / "results.json")
     return results
 
